@@ -1,0 +1,105 @@
+"""The one interface between the Pulumi program and the application image.
+
+Every ECS task definition is built from these commands and variable names, the local Procfile
+runs the same commands, and the end-to-end tests start real processes from the task definitions
+the program declares, so any drift between `infra/` and `app/` fails a test.
+
+This module is pure Python (no Pulumi, no Django) so both sides and the tests can import it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+# --- Image layout -----------------------------------------------------------------------------
+APP_WORKDIR = "/app"
+CONTAINER_PORT = 8000
+# Non-root numeric user baked into the image (Dockerfile `USER`) and repeated in every container
+# definition, because Security Hub ECS.20 only looks at the task definition.
+APP_UID = 10001
+APP_USER = f"{APP_UID}:{APP_UID}"
+# The only writable path in a container with a read-only root file system (tmpfs on Fargate).
+WRITABLE_TMP = "/tmp"  # noqa: S108 - the tmpfs mount point, not a temp file
+
+# --- Settings modules -------------------------------------------------------------------------
+PRODUCTION_SETTINGS = "config.settings.production"
+
+# --- Health ------------------------------------------------------------------------------------
+LIVENESS_PATH = "/healthz"
+READINESS_PATH = "/readyz"
+# Worker and Beat touch these files from their main process; the container health check reads
+# their age instead of starting a whole Celery process (`celery inspect ping`) every interval.
+WORKER_HEARTBEAT_FILE = f"{WRITABLE_TMP}/celery-worker-heartbeat"
+BEAT_HEARTBEAT_FILE = f"{WRITABLE_TMP}/celery-beat-heartbeat"
+HEARTBEAT_MAX_AGE_SECONDS = 90
+
+# --- Celery queues -----------------------------------------------------------------------------
+DEFAULT_QUEUE = "default"
+EMAIL_QUEUE = "email"
+QUEUES = (DEFAULT_QUEUE, EMAIL_QUEUE)
+
+# --- Environment variables ---------------------------------------------------------------------
+# Secrets: always delivered through the task definition's `secrets` (Secrets Manager valueFrom).
+DATABASE_URL = "DATABASE_URL"  # postgres://user:pw@host:5432/db?sslmode=require
+REDIS_URL = "REDIS_URL"  # rediss://:token@host:6379/0?ssl_cert_reqs=required
+DJANGO_SECRET_KEY = "DJANGO_SECRET_KEY"
+SECRET_VARIABLES = (DATABASE_URL, REDIS_URL, DJANGO_SECRET_KEY)
+
+# Plain settings: delivered through `environment`.
+DJANGO_SETTINGS_MODULE = "DJANGO_SETTINGS_MODULE"
+DJANGO_ALLOWED_HOSTS = "DJANGO_ALLOWED_HOSTS"  # comma-separated host names
+DJANGO_CSRF_TRUSTED_ORIGINS = "DJANGO_CSRF_TRUSTED_ORIGINS"  # comma-separated https:// origins
+DJANGO_SECURE_SSL_REDIRECT = "DJANGO_SECURE_SSL_REDIRECT"  # "true" only when the ALB serves HTTPS
+LOG_LEVEL = "LOG_LEVEL"
+CELERY_TASK_SOFT_TIME_LIMIT = "CELERY_TASK_SOFT_TIME_LIMIT"  # seconds
+CELERY_TASK_TIME_LIMIT = "CELERY_TASK_TIME_LIMIT"  # seconds
+CELERY_VISIBILITY_TIMEOUT = "CELERY_VISIBILITY_TIMEOUT"  # seconds, > hard limit
+CELERY_WORKER_STOP_TIMEOUT = "CELERY_WORKER_STOP_TIMEOUT"  # the ECS stopTimeout of the worker
+PERIODIC_HEARTBEAT_SECONDS = "PERIODIC_HEARTBEAT_SECONDS"  # Beat schedule of the recorded heartbeat
+GUNICORN_WORKERS = "GUNICORN_WORKERS"
+GUNICORN_THREADS = "GUNICORN_THREADS"
+GUNICORN_TIMEOUT = "GUNICORN_TIMEOUT"  # request timeout, below the ALB idle timeout
+GUNICORN_KEEPALIVE = "GUNICORN_KEEPALIVE"  # above the ALB idle timeout
+GUNICORN_GRACEFUL_TIMEOUT = "GUNICORN_GRACEFUL_TIMEOUT"  # below the ECS stop timeout
+# Queue-metrics publisher (runs beside Beat).
+QUEUE_METRICS_NAMESPACE = "QUEUE_METRICS_NAMESPACE"
+QUEUE_METRICS_INTERVAL_SECONDS = "QUEUE_METRICS_INTERVAL_SECONDS"
+QUEUE_METRICS_POOLS = "QUEUE_METRICS_POOLS"  # JSON: [{"pool", "queues": [...], "service"}]
+ECS_CLUSTER = "ECS_CLUSTER"
+AWS_REGION = "AWS_REGION"
+
+
+# --- Role commands (container `command`, run from APP_WORKDIR, no shell) ---------------------
+def web_command() -> list[str]:
+    return ["gunicorn", "--config", "config/gunicorn.py", "config.wsgi"]
+
+
+def worker_command(pool: str, queues: Sequence[str], concurrency: int) -> list[str]:
+    if not queues:
+        raise ValueError(f"worker pool {pool!r} serves no queue")
+    return [
+        "celery",
+        "--app",
+        "config",
+        "worker",
+        "--queues",
+        ",".join(queues),
+        "--concurrency",
+        str(concurrency),
+        "--hostname",
+        f"{pool}@%h",
+    ]
+
+
+def beat_command() -> list[str]:
+    # The scheduler (celery-redbeat, lock-based) is chosen in settings, not on the command line.
+    return ["celery", "--app", "config", "beat"]
+
+
+def migrate_command() -> list[str]:
+    # `migrate` under a PostgreSQL advisory lock with a short lock_timeout (see app/core).
+    return ["python", "manage.py", "locked_migrate", "--noinput"]
+
+
+def queue_metrics_command() -> list[str]:
+    return ["python", "manage.py", "publish_queue_metrics"]
