@@ -1,0 +1,452 @@
+"""Day-2 operations on a deployed stack: one-off `manage.py` commands and an ECS Exec shell.
+
+    python -m infra.ops manage <stack> -- <manage.py arguments...>
+    python -m infra.ops shell <stack> [--command CMD]
+
+`manage` starts the web task definition as a one-off Fargate task (same subnets, security group
+and secrets as the web service) with the command `python manage.py <arguments>`, streams the
+task's CloudWatch log to stdout and exits with the command's exit code. `shell` prints the
+`aws ecs execute-command` line that opens an interactive shell in a running web task.
+
+Exit codes:
+    0-255  `manage`: the exit code of `manage.py` in the task; `shell`: 0 once the line is printed
+    2      the command line was not understood
+    125    the operation could not be carried out (stack not deployed, the Pulumi CLI missing,
+           the task did not start, no running web task, an AWS error); the reason is on stderr
+    130    interrupted while following the task; the task itself keeps running
+
+The deployed stack is read from `pulumi stack output` (see `read_stack`); everything that talks
+to AWS is a plain function over boto3 clients passed in.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+from botocore.exceptions import BotoCoreError, ClientError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+EXIT_USAGE = 2  # argparse's own exit code
+EXIT_OPS_ERROR = 125  # like `docker run`: the tool failed, not the command it was asked to run
+EXIT_INTERRUPTED = 130
+
+# The awslogs stream prefix of every container is its role, so a web task logs to
+# `web/<container name>/<task id>` in the group exported under this key.
+WEB_ROLE = "web"
+# Tag on one-off tasks, so `aws ecs list-tasks --started-by one-off-manage` finds them.
+ONE_OFF_STARTED_BY = "one-off-manage"
+POLL_SECONDS = 3.0
+DEFAULT_SHELL_COMMAND = "/bin/sh"
+# What `pulumi stack output --show-secrets=false` prints in place of a secret value.
+PULUMI_SECRET_PLACEHOLDER = "[secret]"  # noqa: S105 - a marker, not a password
+
+
+class OpsError(Exception):
+    """A failure the user can act on; the message says what happened and what to do."""
+
+
+class StackNotDeployedError(OpsError):
+    pass
+
+
+class TaskNotStartedError(OpsError):
+    pass
+
+
+class NoRunningTaskError(OpsError):
+    pass
+
+
+def _client_error_text(error: ClientError) -> str:
+    details = error.response.get("Error", {})
+    return f"{details.get('Code', 'Error')}: {details.get('Message', str(error))}"
+
+
+# --- The deployed stack ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class DeployedStack:
+    """The outputs of a deployed stack that operations need, validated."""
+
+    name: str
+    region: str
+    cluster_name: str
+    web_service_name: str
+    web_task_definition_arn: str
+    web_container_name: str
+    subnet_ids: tuple[str, ...]
+    security_group_id: str
+    assign_public_ip: bool
+    web_log_group: str
+
+    @classmethod
+    def from_outputs(cls, name: str, region: str, outputs: Mapping[str, Any]) -> DeployedStack:
+        """Builds the stack from `pulumi stack output --json`; one error lists every bad output."""
+        problems: list[str] = []
+
+        def require(key: str, kind: type, valid: Callable[[Any], bool] = bool, want: str = "") -> Any:
+            value = outputs.get(key)
+            if key not in outputs:
+                problems.append(f"{key} is missing")
+            elif value == PULUMI_SECRET_PLACEHOLDER:
+                problems.append(f"{key} is a secret output; it must be exported as a plain value")
+            elif not isinstance(value, kind) or not valid(value):
+                problems.append(f"{key} must be {want or 'a non-empty ' + kind.__name__}, got {value!r}")
+            return value
+
+        cluster_name = require("clusterName", str)
+        web_service_name = require("webServiceName", str)
+        web_task_definition_arn = require("webTaskDefinitionArn", str)
+        web_container_name = require("webContainerName", str)
+        subnet_ids = require(
+            "serviceSubnetIds",
+            list,
+            lambda ids: bool(ids) and all(isinstance(subnet, str) for subnet in ids),
+            "a non-empty list of subnet ids",
+        )
+        security_group_id = require("appSecurityGroupId", str)
+        assign_public_ip = require("assignPublicIp", bool, lambda _: True, "true or false")
+        log_group_names = require(
+            "logGroupNames",
+            dict,
+            lambda groups: isinstance(groups.get(WEB_ROLE), str),
+            f"a map with a {WEB_ROLE!r} group",
+        )
+        if problems:
+            raise OpsError(
+                f"stack {name!r} lacks outputs this tool needs ({'; '.join(problems)}). "
+                f"Update it with the current program: scripts/deploy {name}"
+            )
+        return cls(
+            name=name,
+            region=region,
+            cluster_name=cluster_name,
+            web_service_name=web_service_name,
+            web_task_definition_arn=web_task_definition_arn,
+            web_container_name=web_container_name,
+            subnet_ids=tuple(subnet_ids),
+            security_group_id=security_group_id,
+            assign_public_ip=assign_public_ip,
+            web_log_group=log_group_names[WEB_ROLE],
+        )
+
+
+def run_pulumi(stack: str, *args: str) -> str:
+    """Runs one `pulumi` command for `stack` from the repository root and returns its stdout."""
+    command = ["pulumi", *args, "--stack", stack, "--non-interactive"]
+    try:
+        # No terminal input: a passphrase prompt must fail with a message, not hang.
+        result = subprocess.run(
+            command, cwd=REPO_ROOT, capture_output=True, text=True, stdin=subprocess.DEVNULL, check=False
+        )
+    except FileNotFoundError:
+        raise OpsError(
+            "the Pulumi CLI is not installed or not on PATH; it reads the stack's outputs. "
+            "Install it: https://www.pulumi.com/docs/install/"
+        ) from None
+    if result.returncode != 0:
+        message = result.stderr.strip() or result.stdout.strip()
+        if "no stack named" in message:
+            raise StackNotDeployedError(
+                f"stack {stack!r} does not exist in the current Pulumi backend. "
+                f"Deploy it with: scripts/deploy {stack}"
+            )
+        raise OpsError(f"`{shlex.join(command)}` failed: {message}")
+    return result.stdout
+
+
+def run_pulumi_json(stack: str, *args: str) -> dict[str, Any]:
+    text = run_pulumi(stack, *args, "--json")
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError:
+        document = None
+    if not isinstance(document, dict):
+        raise OpsError(
+            f"`pulumi {' '.join(args)} --json` printed something other than a JSON object: {text!r}"
+        )
+    return document
+
+
+def read_stack(stack: str) -> DeployedStack:
+    """Reads the stack's outputs and its region (`aws:region`, else AWS_REGION / AWS_DEFAULT_REGION)."""
+    outputs = run_pulumi_json(stack, "stack", "output", "--show-secrets=false")
+    if not outputs:
+        raise StackNotDeployedError(
+            f"stack {stack!r} has no outputs: it is not deployed. Deploy it with: scripts/deploy {stack}"
+        )
+    config = run_pulumi_json(stack, "config")
+    region = (
+        config.get("aws:region", {}).get("value")
+        or os.environ.get("AWS_REGION")
+        or os.environ.get("AWS_DEFAULT_REGION")
+    )
+    if not region:
+        raise OpsError(
+            f"no AWS region for stack {stack!r}: set it with `pulumi config set aws:region <region> "
+            f"--stack {stack}` or export AWS_REGION"
+        )
+    return DeployedStack.from_outputs(stack, region, outputs)
+
+
+# --- One-off tasks ------------------------------------------------------------------------------
+def task_id(task_arn: str) -> str:
+    return task_arn.rsplit("/", 1)[-1]
+
+
+def start_one_off_task(ecs: Any, stack: DeployedStack, command: Sequence[str]) -> str:
+    """Starts the web task definition with `command` in the web container; returns the task ARN."""
+    try:
+        response = ecs.run_task(
+            cluster=stack.cluster_name,
+            taskDefinition=stack.web_task_definition_arn,
+            # On-demand Fargate even where the services use Spot: a migration must not be interrupted.
+            launchType="FARGATE",
+            count=1,
+            startedBy=ONE_OFF_STARTED_BY,
+            networkConfiguration={
+                "awsvpcConfiguration": {
+                    "subnets": list(stack.subnet_ids),
+                    "securityGroups": [stack.security_group_id],
+                    "assignPublicIp": "ENABLED" if stack.assign_public_ip else "DISABLED",
+                }
+            },
+            overrides={"containerOverrides": [{"name": stack.web_container_name, "command": list(command)}]},
+        )
+    except ClientError as error:
+        raise TaskNotStartedError(f"ECS refused to start the task: {_client_error_text(error)}") from None
+    if response.get("failures"):
+        reasons = "; ".join(
+            f"{failure.get('reason', 'unknown reason')}"
+            + (f" ({failure['detail']})" if failure.get("detail") else "")
+            + (f" for {failure['arn']}" if failure.get("arn") else "")
+            for failure in response["failures"]
+        )
+        raise TaskNotStartedError(f"ECS did not start the task: {reasons}")
+    if not response.get("tasks"):
+        raise TaskNotStartedError("ECS did not start the task and gave no reason")
+    return response["tasks"][0]["taskArn"]
+
+
+def describe_task(ecs: Any, cluster: str, task_arn: str) -> dict[str, Any]:
+    response = ecs.describe_tasks(cluster=cluster, tasks=[task_arn])
+    if not response.get("tasks"):
+        reasons = ", ".join(failure.get("reason", "unknown") for failure in response.get("failures", []))
+        raise OpsError(
+            f"task {task_id(task_arn)} is not known to cluster {cluster}: {reasons or 'no reason'}"
+        )
+    return response["tasks"][0]
+
+
+class LogStream:
+    """Reads a CloudWatch log stream forward, returning each event once."""
+
+    def __init__(self, logs: Any, group: str, stream: str) -> None:
+        self._logs = logs
+        self.group = group
+        self.stream = stream
+        self._next_token: str | None = None
+
+    def read_new_lines(self) -> list[str]:
+        lines: list[str] = []
+        while True:
+            request = {"logGroupName": self.group, "logStreamName": self.stream, "startFromHead": True}
+            if self._next_token:
+                request["nextToken"] = self._next_token
+            try:
+                page = self._logs.get_log_events(**request)
+            except self._logs.exceptions.ResourceNotFoundException:
+                return lines  # the stream appears with the container's first line
+            lines.extend(event["message"] for event in page["events"])
+            # CloudWatch returns the token it was given once the end of the stream is reached.
+            if page["nextForwardToken"] == self._next_token:
+                return lines
+            self._next_token = page["nextForwardToken"]
+
+
+def web_log_stream(logs: Any, stack: DeployedStack, task_arn: str) -> LogStream:
+    return LogStream(logs, stack.web_log_group, f"{WEB_ROLE}/{stack.web_container_name}/{task_id(task_arn)}")
+
+
+def follow_task(
+    ecs: Any,
+    log: LogStream,
+    stack: DeployedStack,
+    task_arn: str,
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+    poll_seconds: float = POLL_SECONDS,
+) -> int:
+    """Prints the task's log lines until it stops; returns the web container's exit code."""
+    last_status = None
+    while True:
+        task = describe_task(ecs, stack.cluster_name, task_arn)
+        if task["lastStatus"] != last_status:
+            last_status = task["lastStatus"]
+            print(f"task {task_id(task_arn)}: {last_status}", file=sys.stderr, flush=True)
+        # Read after describing, so the lines written before STOPPED are all printed.
+        for line in log.read_new_lines():
+            print(line, flush=True)
+        if last_status == "STOPPED":
+            return container_exit_code(task, stack.web_container_name)
+        sleep(poll_seconds)
+
+
+def container_exit_code(task: Mapping[str, Any], container_name: str) -> int:
+    container = next((c for c in task.get("containers", []) if c.get("name") == container_name), {})
+    if "exitCode" in container:
+        return int(container["exitCode"])
+    details = [task.get("stoppedReason", "no reason given")]
+    if task.get("stopCode"):
+        details.append(f"stop code {task['stopCode']}")
+    if container.get("reason"):
+        details.append(f"container {container_name}: {container['reason']}")
+    raise TaskNotStartedError(
+        f"task {task_id(task['taskArn'])} stopped before manage.py ran (no exit code): {'; '.join(details)}"
+    )
+
+
+# --- Interactive shell --------------------------------------------------------------------------
+def find_shell_task(ecs: Any, stack: DeployedStack) -> str:
+    """Returns the ARN of a running web task that accepts ECS Exec."""
+    arns = ecs.list_tasks(
+        cluster=stack.cluster_name, serviceName=stack.web_service_name, desiredStatus="RUNNING"
+    )["taskArns"]
+    tasks = ecs.describe_tasks(cluster=stack.cluster_name, tasks=arns)["tasks"] if arns else []
+    running = [task for task in tasks if task["lastStatus"] == "RUNNING"]
+    if not running:
+        starting = f" ({len(tasks)} starting, try again shortly)" if tasks else ""
+        raise NoRunningTaskError(
+            f"no running task in service {stack.web_service_name} of cluster {stack.cluster_name}{starting}. "
+            f"Check the service: aws ecs describe-services --region {stack.region} "
+            f"--cluster {stack.cluster_name} --services {stack.web_service_name}"
+        )
+    exec_enabled = [task for task in running if task.get("enableExecuteCommand")]
+    if not exec_enabled:
+        raise OpsError(
+            f"ECS Exec is off for the running tasks of service {stack.web_service_name}: "
+            "enable execute command on the web service and redeploy, or use "
+            f"`python -m infra.ops manage {stack.name} -- <command>`"
+        )
+    return exec_enabled[0]["taskArn"]
+
+
+def execute_command_line(stack: DeployedStack, task_arn: str, command: str) -> str:
+    return shlex.join(
+        [
+            "aws", "ecs", "execute-command",
+            "--region", stack.region,
+            "--cluster", stack.cluster_name,
+            "--task", task_id(task_arn),
+            "--container", stack.web_container_name,
+            "--interactive",
+            "--command", command,
+        ]
+    )  # fmt: skip
+
+
+# --- Command line -------------------------------------------------------------------------------
+ClientFactory = Callable[[str, str], Any]
+
+
+def boto3_client(service: str, region: str) -> Any:
+    return boto3.client(service, region_name=region)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m infra.ops",
+        description="Operations on a deployed stack.",
+        epilog=f"exit codes: manage.py's own; {EXIT_USAGE} bad arguments; {EXIT_OPS_ERROR} the operation "
+        f"failed (reason on stderr); {EXIT_INTERRUPTED} interrupted (the task keeps running)",
+    )
+    commands = parser.add_subparsers(dest="operation", required=True)
+    manage = commands.add_parser(
+        "manage",
+        help="run `manage.py ARGS` as a one-off ECS task, stream its log, exit with its exit code",
+        description="Example: python -m infra.ops manage dev -- migrate --noinput",
+    )
+    manage.add_argument("stack", help="Pulumi stack name, e.g. dev")
+    manage.add_argument(
+        "manage_args", nargs=argparse.REMAINDER, metavar="-- ARGS", help="manage.py arguments"
+    )
+    shell = commands.add_parser(
+        "shell", help="print the `aws ecs execute-command` line for a running web task"
+    )
+    shell.add_argument("stack", help="Pulumi stack name, e.g. dev")
+    shell.add_argument(
+        "--command", default=DEFAULT_SHELL_COMMAND, help=f"command to run (default {DEFAULT_SHELL_COMMAND})"
+    )
+    return parser
+
+
+def _manage(
+    stack: DeployedStack,
+    manage_args: list[str],
+    client_factory: ClientFactory,
+    sleep: Callable[[float], None],
+) -> int:
+    ecs = client_factory("ecs", stack.region)
+    task_arn = start_one_off_task(ecs, stack, ["python", "manage.py", *manage_args])
+    log = web_log_stream(client_factory("logs", stack.region), stack, task_arn)
+    print(
+        f"started task {task_id(task_arn)} on cluster {stack.cluster_name}; log {log.group} {log.stream}",
+        file=sys.stderr,
+        flush=True,
+    )
+    try:
+        exit_code = follow_task(ecs, log, stack, task_arn, sleep=sleep)
+    except KeyboardInterrupt:
+        stop = shlex.join(
+            ["aws", "ecs", "stop-task", "--region", stack.region, "--cluster", stack.cluster_name,
+             "--task", task_id(task_arn)]
+        )  # fmt: skip
+        print(f"\nstopped following; the task keeps running. Stop it with: {stop}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    if exit_code != 0:
+        print(f"manage.py {shlex.join(manage_args)} exited with code {exit_code}", file=sys.stderr)
+    return exit_code
+
+
+def main(
+    argv: Sequence[str] | None = None,
+    *,
+    stack_reader: Callable[[str], DeployedStack] = read_stack,
+    client_factory: ClientFactory = boto3_client,
+    sleep: Callable[[float], None] = time.sleep,
+) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.operation == "manage" and not args.manage_args:
+        parser.error("give the manage.py command after the stack, e.g.: manage dev -- migrate --noinput")
+    try:
+        stack = stack_reader(args.stack)
+        if args.operation == "manage":
+            return _manage(stack, args.manage_args, client_factory, sleep)
+        task_arn = find_shell_task(client_factory("ecs", stack.region), stack)
+        print(execute_command_line(stack, task_arn, args.command))
+        return 0
+    except OpsError as error:
+        print(f"error: {error}", file=sys.stderr)
+    except ClientError as error:
+        print(f"error: AWS refused the request: {_client_error_text(error)}", file=sys.stderr)
+    except BotoCoreError as error:
+        print(f"error: could not reach AWS: {error}", file=sys.stderr)
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    return EXIT_OPS_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())
