@@ -1,0 +1,146 @@
+"""Stack config: every stack file is valid, and every bad value is refused up front with a clear message."""
+
+import pytest
+import yaml
+
+from infra.config import (
+    PROJECT_FILE,
+    StackConfig,
+    StackConfigError,
+    declared_config_keys,
+    validate,
+)
+from tests.infra.harness import ProgramFailed, run_program, stack_config
+
+PROJECT = "djcelery"
+
+
+def raw_config(stack: str = "pr-123", **overrides: object) -> dict[str, str]:
+    """Bare-key config for `stack` as the CLI hands it to the program (strings, JSON for lists)."""
+    namespaced = stack_config(stack, overrides)
+    return {key.split(":", 1)[1]: value for key, value in namespaced.items() if key.startswith(f"{PROJECT}:")}
+
+
+def problems_for(**overrides: object) -> dict[str, str]:
+    with pytest.raises(StackConfigError) as failure:
+        validate(raw_config(**overrides))
+    return {problem.key: str(problem) for problem in failure.value.problems}
+
+
+def default_pool(**changes: object) -> dict[str, object]:
+    pool = yaml.safe_load(PROJECT_FILE.read_text())["config"]["workerPools"]["default"][0]
+    return {**pool, **changes}
+
+
+def test_every_declared_key_has_a_type_description_and_default() -> None:
+    project = yaml.safe_load(PROJECT_FILE.read_text())
+    assert project["name"] == PROJECT
+    assert project["main"] == "infra/"
+    assert project["runtime"] == {"name": "python", "options": {"toolchain": "pip", "virtualenv": ".venv"}}
+    for key in declared_config_keys():
+        spec = project["config"][key]
+        assert spec.get("description"), f"Pulumi.yaml config {key} has no description"
+        assert "default" in spec, f"Pulumi.yaml config {key} has no default, so a new stack cannot deploy"
+        # Pulumi.yaml types cannot describe a list of objects, so workerPools alone is untyped.
+        if key != "workerPools":
+            assert spec.get("type") in {"string", "integer", "boolean"}, f"{key} has no supported type"
+
+
+@pytest.mark.parametrize("stack", ["pr-123", "dev", "prod"])
+def test_each_stack_file_is_a_valid_config(stack: str) -> None:
+    assert isinstance(validate(raw_config(stack)), StackConfig)
+
+
+def test_program_reads_every_declared_key() -> None:
+    """A key declared in Pulumi.yaml that the program ignores would silently do nothing."""
+    config = validate(raw_config())
+    assert len(declared_config_keys()) == len(StackConfig.__dataclass_fields__) + 2, (
+        "each Pulumi.yaml key maps to one StackConfig field, except the two refused Redis modes"
+    )
+    assert config.redis_parameter_group_family == "redis7"
+
+
+def test_stack_specific_values_override_defaults() -> None:
+    dev, prod = validate(raw_config("dev")), validate(raw_config("prod"))
+    assert (dev.nat_mode, prod.nat_mode) == ("none", "per_az")
+    assert dev.worker_pools[0].spot and dev.worker_pools[0].min_count == 0
+    assert all(not pool.spot and pool.min_count >= 1 for pool in prod.worker_pools)
+    assert prod.db_multi_az and prod.db_deletion_protection and prod.redis_replicas == 1
+    assert prod.db_backup_retention_days >= 7
+
+
+@pytest.mark.parametrize(
+    ("overrides", "key", "message"),
+    [
+        ({"workerPools": [default_pool(minCount=3, maxCount=2)]}, "workerPools[0].minCount",
+         "got 3; allowed: at most maxCount (2)"),
+        ({"webCpu": 256, "webMemory": 4096},
+         "webCpu/webMemory", "got [256, 4096]; allowed: a Fargate task size"),
+        ({"workerPools": [default_pool(cpu=512, memory=512)]}, "workerPools[0].cpu/memory",
+         "got [512, 512]; allowed: a Fargate task size"),
+        ({"redisEngine": "memcached"}, "redisEngine", 'got "memcached"; allowed: redis, valkey'),
+        ({"dbEngineVersion": "postgres-16"},
+         "dbEngineVersion", 'got "postgres-16"; allowed: MAJOR or MAJOR.MINOR'),
+        ({"dbEngineVersion": "9.6"},
+         "dbEngineVersion", 'got "9.6"; allowed: major version 13, 14, 15, 16, 17'),
+        ({"redisEngineVersion": "7"}, "redisEngineVersion", 'got "7"; allowed: MAJOR.MINOR'),
+        ({"redisEngine": "valkey", "redisEngineVersion": "6.2"}, "redisEngineVersion",
+         "allowed: for valkey, major version 7 or 8"),
+        ({"logRetentionDays": -1}, "logRetentionDays", 'got "-1"; allowed: 1, 3, 5, 7, 14'),
+        ({"dbBackupRetentionDays": -7},
+         "dbBackupRetentionDays", 'got "-7"; allowed: an integer from 1 to 35'),
+        ({"natMode": "dual"}, "natMode", 'got "dual"; allowed: none, single, per_az'),
+        ({"redisClusterMode": True},
+         "redisClusterMode", 'got "true"; allowed: false (Celery\'s Redis transport'),
+        ({"redisServerless": True},
+         "redisServerless", "allowed: false (ElastiCache Serverless is a Redis Cluster"),
+        ({"ephemeral": True, "dbDeletionProtection": True}, "dbDeletionProtection",
+         "allowed: false in an ephemeral stack"),
+        ({"ephemeral": True, "albDeletionProtection": True}, "albDeletionProtection",
+         "allowed: false in an ephemeral stack"),
+        ({"workerStopTimeoutSeconds": 300}, "workerStopTimeoutSeconds", "allowed: an integer from 2 to 120"),
+        ({"taskSoftTimeLimitSeconds": 300},
+         "taskSoftTimeLimitSeconds", "less than taskTimeLimitSeconds (300)"),
+        ({"visibilityTimeoutSeconds": 200},
+         "visibilityTimeoutSeconds", "more than taskTimeLimitSeconds (300)"),
+        ({"albIdleTimeoutSeconds": 30}, "albIdleTimeoutSeconds", "more than gunicornTimeoutSeconds (30)"),
+        ({"webCpu": "lots"}, "webCpu", 'got "lots"; allowed: an integer from 256 to 16384'),
+        ({"beatEnabled": "yes"}, "beatEnabled", 'got "yes"; allowed: true or false'),
+        ({"workerPools": []}, "workerPools", "allowed: a non-empty list"),
+        ({"workerPools": [default_pool(), default_pool()]},
+         "workerPools", "unique pool names (repeated: default)"),
+        ({"workerPools": [default_pool(queues=[])]}, "workerPools[0].queues", "a non-empty list of distinct"),
+        ({"workerPools": [{"name": "x"}]}, "workerPools[0]", "an object with exactly the fields"),
+        ({"certificateArn": "my-cert"}, "certificateArn", "empty, or an ACM certificate ARN"),
+        ({"domainName": "app.example.com"}, "domainName", "empty unless certificateArn is set"),
+        ({"imagePlatform": "linux/s390x"}, "imagePlatform", "linux/amd64, linux/arm64"),
+        ({"workerPool": "[]"}, "workerPool", "no such key; known keys:"),
+    ],
+)
+def test_bad_value_is_refused_with_key_value_and_allowed_values(
+    overrides: dict, key: str, message: str
+) -> None:
+    problems = problems_for(**overrides)
+    assert key in problems, f"expected a problem for {key}, got {problems}"
+    assert message in problems[key], f"unclear message for {key}: {problems[key]!r}"
+    assert len(problems) == 1, f"one mistake must give one problem, got {problems}"
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    problems = problems_for(natMode="both", webCpu=300, redisClusterMode=True, logRetentionDays=-1)
+    assert set(problems) == {"natMode", "webCpu/webMemory", "redisClusterMode", "logRetentionDays"}
+
+
+def test_missing_key_is_reported() -> None:
+    raw = raw_config()
+    del raw["natMode"]
+    with pytest.raises(StackConfigError, match=r"natMode: got \(missing\); allowed: none, single, per_az"):
+        validate(raw)
+
+
+def test_invalid_config_stops_the_program_before_any_resource() -> None:
+    with pytest.raises(ProgramFailed) as failure:
+        run_program("pr-123", {"ephemeral": True, "dbDeletionProtection": True, "natMode": "dual"})
+    assert isinstance(failure.value.error, StackConfigError), failure.value
+    assert set(failure.value.error.keys) == {"dbDeletionProtection", "natMode"}
+    assert failure.value.resources == [], "a resource was declared before the config was validated"
