@@ -1,0 +1,1 @@
+"""Settings profiles: `production` (containers), `test` (pytest) and `local` (honcho on a laptop)."""

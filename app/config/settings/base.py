@@ -1,0 +1,269 @@
+"""Settings shared by every profile.
+
+Everything that differs between deployments comes from the environment (12-factor). The variable
+names are the ones in docs/app.md and infra/app_contract.py. The profiles (production, test, local)
+import this module and add only what is specific to them.
+"""
+
+import ssl
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+env = environ.Env()
+
+BASE_DIR = Path(__file__).resolve().parents[2]
+
+# --- Core ---------------------------------------------------------------------------------------
+SECRET_KEY = env.str("DJANGO_SECRET_KEY")
+DEBUG = env.bool("DJANGO_DEBUG", default=False)
+ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1"])
+CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "core",
+    "signups",
+]
+
+MIDDLEWARE = [
+    # First: the ALB health check sends the target's IP as Host and plain HTTP, so /healthz must be
+    # answered before host validation and the HTTPS redirect.
+    "core.middleware.LivenessMiddleware",
+    "core.middleware.RequestIdMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# Request bodies above this size get 413 from the API (see signups.views).
+DATA_UPLOAD_MAX_MEMORY_SIZE = 64 * 1024
+
+# --- Database -----------------------------------------------------------------------------------
+# Query arguments of the URL (e.g. ?sslmode=verify-full&sslrootcert=...) become connection options.
+DATABASES = {"default": env.db_url("DATABASE_URL")}
+# Persistent connections, checked before reuse: a PostgreSQL restart or failover costs one
+# reconnect instead of a stream of errors.
+DATABASES["default"]["CONN_MAX_AGE"] = 60
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# An unreachable database fails a request (or /readyz) in seconds instead of hanging.
+DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", 5)
+
+# --- Static files (served by whitenoise, collected at image build time) ------------------------
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+}
+
+# --- Email --------------------------------------------------------------------------------------
+# EMAIL_URL holds the SMTP credentials, e.g. smtp+tls://user:password@smtp.example.com:587.
+# Without it, messages are written to the log, which is enough to try the product.
+vars().update(env.email_url("EMAIL_URL", default="consolemail://"))
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="no-reply@example.com")
+EMAIL_TIMEOUT = 10
+
+
+# --- Redis (Celery broker, result backend, Beat schedule and lock) ------------------------------
+def redis_ssl_options(redis_url: str) -> dict | None:
+    """SSL options for a rediss:// URL (None for redis://), always verifying the certificate.
+
+    kombu connects to a bare rediss:// URL *without* verifying the server certificate, so the
+    options are always passed explicitly. A URL asking for less than verification is refused.
+    """
+    url = urlsplit(redis_url)
+    if url.scheme != "rediss":
+        return None
+    query = parse_qs(url.query)
+    cert_reqs = query.get("ssl_cert_reqs", ["required"])[0]
+    if cert_reqs != "required":
+        raise ImproperlyConfigured(
+            f"REDIS_URL asks for ssl_cert_reqs={cert_reqs}; only ssl_cert_reqs=required (lower case) "
+            "is accepted, because anything else skips the server certificate check"
+        )
+    options: dict = {"ssl_cert_reqs": ssl.CERT_REQUIRED}
+    if "ssl_ca_certs" in query:
+        options["ssl_ca_certs"] = query["ssl_ca_certs"][0]
+    return options
+
+
+REDIS_URL = env.str("REDIS_URL")
+REDIS_SSL_OPTIONS = redis_ssl_options(REDIS_URL)
+# Timeouts for every Redis connection: a half-open socket after a failover must not hang forever.
+REDIS_SOCKET_CONNECT_TIMEOUT = 5
+REDIS_SOCKET_TIMEOUT = 10
+REDIS_HEALTH_CHECK_INTERVAL = 25
+
+# --- Celery -------------------------------------------------------------------------------------
+# Queue names are part of the environment contract (infra runs one worker pool per queue set).
+CELERY_DEFAULT_QUEUE_NAME = "default"
+CELERY_EMAIL_QUEUE_NAME = "email"
+
+CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=270)
+CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=300)
+CELERY_VISIBILITY_TIMEOUT = env.int("CELERY_VISIBILITY_TIMEOUT", default=3600)
+# ECS stopTimeout of the worker container (Fargate allows at most 120 s).
+CELERY_WORKER_STOP_TIMEOUT = env.int("CELERY_WORKER_STOP_TIMEOUT", default=120)
+# Seconds before that deadline at which a stopping worker gives up waiting for its running tasks and
+# puts them back on the queue (cold shutdown), so they are restored before the SIGKILL.
+CELERY_WORKER_COLD_SHUTDOWN_MARGIN = 15
+# Retry delays are countdowns held by a worker; one longer than the visibility timeout runs twice.
+CELERY_RETRY_BACKOFF_MAX = 300
+
+if not CELERY_TASK_SOFT_TIME_LIMIT < CELERY_TASK_TIME_LIMIT < CELERY_VISIBILITY_TIMEOUT:
+    raise ImproperlyConfigured(
+        "Celery time limits must satisfy CELERY_TASK_SOFT_TIME_LIMIT < CELERY_TASK_TIME_LIMIT < "
+        f"CELERY_VISIBILITY_TIMEOUT, got {CELERY_TASK_SOFT_TIME_LIMIT} / {CELERY_TASK_TIME_LIMIT} / "
+        f"{CELERY_VISIBILITY_TIMEOUT}: a task still running after the visibility timeout is delivered "
+        "a second time"
+    )
+if not CELERY_RETRY_BACKOFF_MAX < CELERY_VISIBILITY_TIMEOUT:
+    raise ImproperlyConfigured(
+        f"CELERY_VISIBILITY_TIMEOUT ({CELERY_VISIBILITY_TIMEOUT}) must exceed the longest retry delay "
+        f"({CELERY_RETRY_BACKOFF_MAX}), or delayed retries are delivered twice"
+    )
+if CELERY_WORKER_STOP_TIMEOUT <= CELERY_WORKER_COLD_SHUTDOWN_MARGIN:
+    raise ImproperlyConfigured(
+        f"CELERY_WORKER_STOP_TIMEOUT must be more than {CELERY_WORKER_COLD_SHUTDOWN_MARGIN} seconds, "
+        f"got {CELERY_WORKER_STOP_TIMEOUT}"
+    )
+
+CELERY_BROKER_URL = REDIS_URL
+CELERY_RESULT_BACKEND = REDIS_URL
+CELERY_BROKER_USE_SSL = REDIS_SSL_OPTIONS
+CELERY_REDIS_BACKEND_USE_SSL = REDIS_SSL_OPTIONS
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": CELERY_VISIBILITY_TIMEOUT,
+    # kombu >= 5.7: look for messages of dead workers every 10 s instead of about every 100 s.
+    "unacked_restore_interval": 10,
+    "unacked_restore_throttle": 1,
+    "socket_connect_timeout": REDIS_SOCKET_CONNECT_TIMEOUT,
+    "socket_timeout": REDIS_SOCKET_TIMEOUT,
+    "socket_keepalive": True,
+    "retry_on_timeout": True,
+    "health_check_interval": REDIS_HEALTH_CHECK_INTERVAL,
+}
+CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_VISIBILITY_TIMEOUT}
+CELERY_REDIS_SOCKET_CONNECT_TIMEOUT = REDIS_SOCKET_CONNECT_TIMEOUT
+CELERY_REDIS_SOCKET_TIMEOUT = REDIS_SOCKET_TIMEOUT
+CELERY_REDIS_SOCKET_KEEPALIVE = True
+CELERY_REDIS_RETRY_ON_TIMEOUT = True
+CELERY_REDIS_BACKEND_HEALTH_CHECK_INTERVAL = REDIS_HEALTH_CHECK_INTERVAL
+CELERY_RESULT_EXPIRES = 24 * 3600
+
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None  # workers keep reconnecting; the health check decides
+# Survive a Redis failover ("UNBLOCKED ... master -> replica", READONLY) instead of exiting.
+CELERY_BROKER_CHANNEL_ERROR_RETRY = True
+
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_TIMEZONE = TIME_ZONE
+
+# Messages are acknowledged when the task ends, and a task whose process dies goes back to the queue.
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
+# SIGTERM stays a warm shutdown; core.worker escalates to a cold one before the stop timeout.
+CELERY_WORKER_SOFT_SHUTDOWN_TIMEOUT = 0.0
+CELERY_WORKER_MAX_TASKS_PER_CHILD = 1000
+# Logging is configured by Django (LOGGING below) for every role.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+
+CELERY_TASK_DEFAULT_QUEUE = CELERY_DEFAULT_QUEUE_NAME
+CELERY_TASK_ROUTES = {"signups.tasks.send_welcome_email": {"queue": CELERY_EMAIL_QUEUE_NAME}}
+CELERY_TASK_TRACK_STARTED = True
+
+# Beat: a lock in Redis keeps a second Beat from firing; the schedule lives in Redis, not on disk.
+CELERY_BEAT_SCHEDULER = "core.beat:HeartbeatRedBeatScheduler"
+CELERY_BEAT_MAX_LOOP_INTERVAL = 5
+CELERY_REDBEAT_REDIS_URL = REDIS_URL
+CELERY_REDBEAT_REDIS_USE_SSL = REDIS_SSL_OPTIONS
+# A killed Beat holds the lock this long at most (redbeat's default is 25 minutes).
+CELERY_REDBEAT_LOCK_TIMEOUT = 20
+
+PERIODIC_HEARTBEAT_SECONDS = env.int("PERIODIC_HEARTBEAT_SECONDS", default=60)
+# Signups still `queued` after this long (e.g. the broker was down at enqueue time) are enqueued again.
+SIGNUP_REQUEUE_AFTER_SECONDS = 300
+CELERY_BEAT_SCHEDULE = {
+    "record-heartbeat": {
+        "task": "signups.tasks.record_heartbeat",
+        "schedule": PERIODIC_HEARTBEAT_SECONDS,
+    },
+    "requeue-stale-signups": {
+        "task": "signups.tasks.requeue_stale_signups",
+        "schedule": 60,
+    },
+}
+
+# Files whose age the container health checks read (infra/app_contract.py).
+WORKER_HEARTBEAT_FILE = env.str("WORKER_HEARTBEAT_FILE", default="/tmp/celery-worker-heartbeat")  # noqa: S108
+BEAT_HEARTBEAT_FILE = env.str("BEAT_HEARTBEAT_FILE", default="/tmp/celery-beat-heartbeat")  # noqa: S108
+HEARTBEAT_TOUCH_SECONDS = 15
+
+# --- Logging: JSON lines on stdout for every role -----------------------------------------------
+LOG_LEVEL = env.str("LOG_LEVEL", default="INFO").upper()
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {"context": {"()": "core.logging.ContextFilter"}},
+    "formatters": {
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s",
+            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+        },
+    },
+    "handlers": {
+        "stdout": {
+            "class": "logging.StreamHandler",
+            "stream": "ext://sys.stdout",
+            "formatter": "json",
+            "filters": ["context"],
+        },
+    },
+    "root": {"handlers": ["stdout"], "level": LOG_LEVEL},
+    "loggers": {
+        # Django's request logger repeats what the access log and our own error logs already say.
+        "django.server": {"level": "WARNING"},
+    },
+}

@@ -1,0 +1,64 @@
+"""Worker and Beat process lifecycle: logging, the worker heartbeat and a bounded shutdown."""
+
+import logging
+import logging.config
+import os
+import signal
+import threading
+
+from celery import bootsteps
+from celery.signals import setup_logging, worker_shutting_down
+from django.conf import settings
+
+from core.heartbeat import touch
+
+logger = logging.getLogger(__name__)
+
+
+@setup_logging.connect
+def use_django_logging(**kwargs) -> None:
+    """Worker and Beat log JSON lines to stdout like the web role, instead of Celery's format."""
+    logging.config.dictConfig(settings.LOGGING)
+
+
+class WorkerHeartbeat(bootsteps.StartStopStep):
+    """Touches WORKER_HEARTBEAT_FILE from the worker's event loop in the main process.
+
+    The timer runs in the same loop that consumes messages, so a stuck worker stops touching it and
+    the container health check (file age) replaces the container.
+    """
+
+    requires = {"celery.worker.components:Timer"}
+
+    def __init__(self, worker, **kwargs) -> None:
+        super().__init__(worker, **kwargs)
+        self.timer_entry = None
+
+    def start(self, worker) -> None:
+        touch(settings.WORKER_HEARTBEAT_FILE)
+        self.timer_entry = worker.timer.call_repeatedly(
+            settings.HEARTBEAT_TOUCH_SECONDS, touch, (settings.WORKER_HEARTBEAT_FILE,)
+        )
+
+    def stop(self, worker) -> None:
+        if self.timer_entry is not None:
+            self.timer_entry.cancel()
+            self.timer_entry = None
+
+
+@worker_shutting_down.connect
+def bound_warm_shutdown(sig: str, how: str, exitcode: int, **kwargs) -> None:
+    """Turn a warm shutdown into a cold one shortly before ECS would SIGKILL the worker.
+
+    SIGTERM (ECS stop) starts a warm shutdown: running tasks may finish and the worker exits as soon
+    as they do. A task still running near the stop timeout is cancelled by the cold shutdown
+    (SIGQUIT) and its message is put back on the queue for another worker, instead of being killed
+    and waiting a whole visibility timeout.
+    """
+    if how != "Warm":
+        return
+    delay = settings.CELERY_WORKER_STOP_TIMEOUT - settings.CELERY_WORKER_COLD_SHUTDOWN_MARGIN
+    logger.info("warm shutdown: running tasks are requeued if still running in %s s", delay)
+    timer = threading.Timer(delay, os.kill, args=(os.getpid(), signal.SIGQUIT))
+    timer.daemon = True
+    timer.start()
