@@ -6,17 +6,31 @@ checks every request against the real ECS API model; CloudWatch Logs is moto.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
 from botocore.stub import ANY, Stubber
 from moto import mock_aws
+from pulumi.dynamic.dynamic import serialize_provider
+from pulumi.runtime.rpc import UNKNOWN
 
-from infra.release.runner import STARTED_BY, MigrationTask, ReleaseError, run_migration
+import infra
+from infra.components.release import AwsClients, MigrationProvider
+from infra.release.runner import (
+    DEFAULT_POLL_INTERVAL_SECONDS,
+    STARTED_BY,
+    MigrationTask,
+    ReleaseError,
+    run_migration,
+)
 
 REGION = "eu-west-1"
 CLUSTER = "djcelery-dev"
@@ -298,3 +312,125 @@ def test_timeout_stops_the_task_and_fails_with_the_log_tail(ecs: ScriptedEcs, lo
     assert "has been stopped" in message, message
     assert "Applying signups.0007_backfill_email..." in message, message
     assert sum(clock.sleeps) == 30, f"must give up at the timeout, slept {clock.sleeps}"
+
+
+# --- The Pulumi provider -----------------------------------------------------------------------
+
+RELEASE_INPUTS = {
+    "cluster": CLUSTER,
+    "task_definition_arn": TASK_DEFINITION_ARN,
+    "image": "123456789012.dkr.ecr.eu-west-1.amazonaws.com/djcelery@sha256:" + "a" * 64,
+    "subnet_ids": ["subnet-aaa", "subnet-bbb"],
+    "security_group_ids": ["sg-app"],
+    "assign_public_ip": False,
+    "log_group_name": LOG_GROUP,
+    "container_name": "migrate",
+    "region": REGION,
+    "timeout_seconds": 900.0,  # numbers reach providers as floats
+    "__provider": "serialized-provider",
+}
+
+
+def no_aws(region: str) -> AwsClients:
+    raise AssertionError(f"no AWS client may be created here (asked for {region})")
+
+
+def provider_on(ecs: ScriptedEcs, logs: Any) -> MigrationProvider:
+    clock = FakeClock()
+    return MigrationProvider(
+        clients=lambda region: AwsClients(ecs=ecs.client, logs=logs), sleep=clock.sleep, clock=clock
+    )
+
+
+def test_create_runs_the_migration_and_records_how_it_ran(ecs: ScriptedEcs, logs: Any) -> None:
+    ecs.run_task_starts()
+    ecs.task_is("RUNNING")
+    ecs.task_exits(0)
+
+    created = provider_on(ecs, logs).create(dict(RELEASE_INPUTS))
+
+    assert created.id, "a created resource needs an id"
+    outputs = created.outs or {}
+    assert (outputs["task_arn"], outputs["exit_code"]) == (TASK_ARN, 0)
+    assert outputs["duration_seconds"] == DEFAULT_POLL_INTERVAL_SECONDS
+    assert outputs["task_definition_arn"] == TASK_DEFINITION_ARN
+    assert outputs["image"] == RELEASE_INPUTS["image"], "the state must remember which image was migrated"
+
+
+def test_update_runs_the_new_migrate_task_definition(ecs: ScriptedEcs, logs: Any) -> None:
+    new_task_definition = TASK_DEFINITION_ARN.replace(":7", ":8")
+    ecs.run_task_starts(new_task_definition)
+    ecs.task_exits(0)
+
+    updated = provider_on(ecs, logs).update(
+        "release-id", dict(RELEASE_INPUTS), {**RELEASE_INPUTS, "task_definition_arn": new_task_definition}
+    )
+
+    assert (updated.outs or {})["task_definition_arn"] == new_task_definition
+
+
+def test_a_failed_migration_fails_create(ecs: ScriptedEcs, logs: Any) -> None:
+    ecs.run_task_starts()
+    ecs.task_exits(3)
+
+    with pytest.raises(ReleaseError, match="exited with code 3"):
+        provider_on(ecs, logs).create(dict(RELEASE_INPUTS))
+
+
+@pytest.mark.parametrize(
+    ("changed", "runs_again"),
+    [
+        ({}, False),
+        (
+            {"subnet_ids": ["subnet-ccc"], "timeout_seconds": 60.0, "__provider": "another-serialization"},
+            False,
+        ),
+        ({"image": RELEASE_INPUTS["image"].replace("a" * 64, "b" * 64)}, True),
+        ({"task_definition_arn": TASK_DEFINITION_ARN.replace(":7", ":8")}, True),
+        ({"image": UNKNOWN}, True),  # a preview of a new build: the digest is not known yet
+    ],
+    ids=["no-change", "network-timeout-provider-only", "new-image", "new-task-definition", "image-unknown"],
+)
+def test_diff_runs_migrations_again_only_for_a_new_image_or_task_definition(
+    changed: dict[str, Any], runs_again: bool
+) -> None:
+    state = {**RELEASE_INPUTS, "task_arn": TASK_ARN, "exit_code": 0, "duration_seconds": 42.0}
+
+    result = MigrationProvider(clients=no_aws).diff("release-id", state, {**RELEASE_INPUTS, **changed})
+
+    assert result.changes is runs_again, f"diff with {changed} must report changes={runs_again}"
+
+
+def test_delete_touches_nothing() -> None:
+    assert MigrationProvider(clients=no_aws).delete("release-id", dict(RELEASE_INPUTS)) is None
+
+
+def test_the_provider_unpickles_where_pulumi_runs_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The engine starts the provider process in the program directory (Pulumi.yaml `main: infra/`)
+    # with only that directory importable; the program pickles the provider from the same directory.
+    program_dir = Path(infra.__file__).parent
+    monkeypatch.chdir(program_dir)
+    serialized = serialize_provider(MigrationProvider(clients=no_aws))
+    blob = tmp_path / "provider"
+    blob.write_text(serialized)
+    load = (
+        "import base64, pathlib, sys, dill\n"
+        "provider = dill.loads(base64.b64decode(pathlib.Path(sys.argv[1]).read_text()))\n"
+        "print(type(provider).__module__, type(provider).__name__, provider._clients.__name__)\n"
+    )
+    environment = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+
+    loaded = subprocess.run(
+        [sys.executable, "-c", load, str(blob)],
+        cwd=program_dir,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert loaded.returncode == 0, f"the provider process could not load the provider:\n{loaded.stderr}"
+    assert loaded.stdout.split() == ["infra.components.release", "MigrationProvider", "aws_clients"], (
+        "the provider process must rebuild the real provider with real AWS clients"
+    )
