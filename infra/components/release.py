@@ -123,7 +123,8 @@ class MigrationProvider(ResourceProvider):
         # Pulumi unpickles the provider in its own process, whose working directory is the program
         # directory and whose sys.path holds only that directory, so this module may not be importable
         # there under the name it has here. Rebuild it with a loader that dill pickles by value and
-        # that first puts this module's import root on sys.path. Injected test doubles are dropped.
+        # that first puts this module's import root on sys.path. The root is stored relative to the
+        # program directory, so the state does not pin one checkout path. Test doubles are dropped.
         import_root = Path(__file__).resolve().parents[__name__.count(".")]
         return (_provider_loader(), (os.path.relpath(import_root), __name__, type(self).__qualname__))
 
