@@ -1,0 +1,208 @@
+"""The queue metrics as CloudWatch sees them: namespace, metric names, dimensions, units.
+
+This is the one definition shared by the publisher (in the app image) and the Pulumi program,
+whose scaling policies and alarms must name exactly the metrics the publisher writes. The infra
+program loads this file by path, so it imports nothing beyond the standard library.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+DEFAULT_INTERVAL_SECONDS = 15
+
+# Header stamped on every task message when it is published (epoch seconds, float).
+SENT_AT_HEADER = "sent_at"
+
+POOL_DIMENSION = "Pool"
+QUEUE_DIMENSION = "Queue"
+
+_NAMESPACE_SUFFIX = "CeleryQueues"
+# CloudWatch namespaces: these characters, at most 255 of them, never starting with "AWS/".
+_NAMESPACE_PATTERN = re.compile(r"^[A-Za-z0-9.\-_/#:]{1,255}$")
+# Dimension values are free text for CloudWatch, but pool names also become resource names.
+_POOL_NAME_PATTERN = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
+
+
+@dataclass(frozen=True)
+class MetricDefinition:
+    name: str
+    unit: str  # a CloudWatch StandardUnit
+    dimensions: tuple[str, ...]
+    description: str
+
+
+QUEUE_WAITING = MetricDefinition(
+    "QueueWaiting",
+    "Count",
+    (POOL_DIMENSION, QUEUE_DIMENSION),
+    "Messages waiting in one queue, all priority lists included.",
+)
+QUEUE_OLDEST_AGE = MetricDefinition(
+    "QueueOldestMessageAge",
+    "Seconds",
+    (POOL_DIMENSION, QUEUE_DIMENSION),
+    "Seconds since the oldest waiting message of one queue was published (0 when empty).",
+)
+POOL_OLDEST_AGE = MetricDefinition(
+    "PoolOldestMessageAge",
+    "Seconds",
+    (POOL_DIMENSION,),
+    "The largest QueueOldestMessageAge over the pool's queues.",
+)
+POOL_IN_FLIGHT = MetricDefinition(
+    "PoolInFlight",
+    "Count",
+    (POOL_DIMENSION,),
+    "Messages delivered to a worker and not yet acknowledged: running, prefetched, ETA-held.",
+)
+POOL_BACKLOG = MetricDefinition(
+    "PoolBacklog",
+    "Count",
+    (POOL_DIMENSION,),
+    "Waiting plus in-flight messages of the pool's queues.",
+)
+POOL_DESIRED_WORKERS = MetricDefinition(
+    "PoolDesiredWorkers",
+    "Count",
+    (POOL_DIMENSION,),
+    "Desired task count of the pool's ECS service.",
+)
+POOL_RUNNING_WORKERS = MetricDefinition(
+    "PoolRunningWorkers",
+    "Count",
+    (POOL_DIMENSION,),
+    "Running task count of the pool's ECS service.",
+)
+BACKLOG_PER_WORKER = MetricDefinition(
+    "BacklogPerWorker",
+    "Count",
+    (POOL_DIMENSION,),
+    "PoolBacklog / max(PoolDesiredWorkers, 1): the target-tracking metric.",
+)
+WAKE_UP_BACKLOG = MetricDefinition(
+    "WakeUpBacklog",
+    "Count",
+    (POOL_DIMENSION,),
+    "PoolBacklog while the pool has no workers (desired 0), else 0: drives the wake-up policy.",
+)
+
+QUEUE_METRICS = (QUEUE_WAITING, QUEUE_OLDEST_AGE)
+POOL_METRICS = (
+    POOL_OLDEST_AGE,
+    POOL_IN_FLIGHT,
+    POOL_BACKLOG,
+    POOL_DESIRED_WORKERS,
+    POOL_RUNNING_WORKERS,
+    BACKLOG_PER_WORKER,
+    WAKE_UP_BACKLOG,
+)
+# Metrics that need the ECS worker counts; a tick without them still publishes the rest.
+WORKER_COUNT_METRICS = (POOL_DESIRED_WORKERS, POOL_RUNNING_WORKERS, BACKLOG_PER_WORKER, WAKE_UP_BACKLOG)
+
+
+def metric_namespace(project: str, stack: str) -> str:
+    """The CloudWatch namespace of one stack's queue metrics, e.g. ``djcelery/dev/CeleryQueues``."""
+    namespace = f"{project}/{stack}/{_NAMESPACE_SUFFIX}"
+    validate_namespace(namespace)
+    return namespace
+
+
+def validate_namespace(namespace: str) -> None:
+    if not _NAMESPACE_PATTERN.match(namespace) or namespace.startswith("AWS/"):
+        raise ValueError(
+            f"invalid CloudWatch namespace {namespace!r}: use 1-255 of A-Z a-z 0-9 . - _ / # : "
+            "and do not start with 'AWS/'"
+        )
+
+
+def dimensions(metric: MetricDefinition, pool: str, queue: str | None = None) -> dict[str, str]:
+    """The dimension values of one metric, keyed by dimension name in the metric's order."""
+    values = {POOL_DIMENSION: pool, QUEUE_DIMENSION: queue}
+    missing = [name for name in metric.dimensions if values[name] is None]
+    if missing:
+        raise ValueError(f"metric {metric.name} needs dimension(s) {', '.join(missing)}")
+    return {name: str(values[name]) for name in metric.dimensions}
+
+
+@dataclass(frozen=True)
+class ScalingSignals:
+    backlog_per_worker: float
+    wake_up_backlog: int
+
+
+def scaling_signals(backlog: int, desired_workers: int) -> ScalingSignals:
+    """The two metrics the scaling policies act on, from one measurement of a pool.
+
+    Dividing by the *desired* count (not the running one) lets target tracking converge in one
+    step: it computes desired x metric / target = backlog / target, whereas workers still starting
+    would inflate a per-running-worker metric and overshoot.
+    """
+    return ScalingSignals(
+        backlog_per_worker=backlog / max(desired_workers, 1),
+        wake_up_backlog=backlog if desired_workers == 0 else 0,
+    )
+
+
+@dataclass(frozen=True)
+class PoolSpec:
+    """One worker pool: the ECS service that consumes some queues, scaled as one."""
+
+    pool: str
+    queues: tuple[str, ...]
+    service: str
+
+
+def encode_pools(pools: Sequence[PoolSpec]) -> str:
+    """The QUEUE_METRICS_POOLS value for the publisher's environment."""
+    objects = [_pool_object(spec) for spec in pools]
+    parse_pools_from_objects(objects)  # refuse here what the publisher would refuse at start-up
+    return json.dumps(objects, separators=(",", ":"))
+
+
+def parse_pools(text: str) -> tuple[PoolSpec, ...]:
+    """Parse QUEUE_METRICS_POOLS: ``[{"pool": ..., "queues": [...], "service": ...}, ...]``."""
+    try:
+        objects = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"pools must be JSON: {error}") from error
+    return parse_pools_from_objects(objects)
+
+
+def parse_pools_from_objects(objects: object) -> tuple[PoolSpec, ...]:
+    if not isinstance(objects, list) or not objects:
+        raise ValueError('pools must be a non-empty JSON list of {"pool", "queues", "service"}')
+    problems: list[str] = []
+    pools: list[PoolSpec] = []
+    seen_queues: dict[str, str] = {}
+    for index, item in enumerate(objects):
+        where = f"pools[{index}]"
+        if not isinstance(item, dict) or set(item) != {"pool", "queues", "service"}:
+            problems.append(f'{where} must have exactly the keys "pool", "queues", "service"')
+            continue
+        pool, queues, service = item["pool"], item["queues"], item["service"]
+        if not isinstance(pool, str) or not _POOL_NAME_PATTERN.match(pool):
+            problems.append(f"{where}.pool {pool!r} must match {_POOL_NAME_PATTERN.pattern}")
+        if not isinstance(service, str) or not service:
+            problems.append(f"{where}.service must be a non-empty string")
+        if not isinstance(queues, list) or not queues or not all(isinstance(q, str) and q for q in queues):
+            problems.append(f"{where}.queues must be a non-empty list of queue names")
+            continue
+        for queue in queues:
+            # In-flight messages are attributed to a pool by queue, so a queue has one owner.
+            if queue in seen_queues:
+                problems.append(f"queue {queue!r} is in pool {seen_queues[queue]!r} and in {where}")
+            seen_queues[queue] = str(pool)
+        pools.append(PoolSpec(pool=pool, queues=tuple(queues), service=service))
+    names = [spec.pool for spec in pools]
+    problems += [f"pool {name!r} appears twice" for name in sorted({n for n in names if names.count(n) > 1})]
+    if problems:
+        raise ValueError("invalid pools: " + "; ".join(problems))
+    return tuple(pools)
+
+
+def _pool_object(spec: PoolSpec) -> dict[str, object]:
+    return {"pool": spec.pool, "queues": list(spec.queues), "service": spec.service}
