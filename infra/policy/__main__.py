@@ -1,0 +1,15 @@
+"""The policy pack that `pulumi preview/up --policy-pack infra/policy` runs.
+
+Constructing a PolicyPack starts the analyzer server and never returns, so this file does only
+that; the rules live in `rules.py`, where tests import them.
+"""
+
+from pulumi_policy import EnforcementLevel, PolicyPack
+from rules import policies
+
+PolicyPack(
+    name="djcelery-guardrails",
+    # Without --policy-pack-config every rule blocks, as in prod.
+    enforcement_level=EnforcementLevel.MANDATORY,
+    policies=policies(),
+)
