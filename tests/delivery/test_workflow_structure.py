@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from tests.delivery.workflows import (
+    ACTION_FILES,
     GITHUB_DIR,
     REPO_ROOT,
     load,
@@ -24,7 +25,6 @@ from tests.delivery.workflows import (
 PR_STACK = "pr-${{ github.event.pull_request.number }}"
 POLICY_PACK = "infra/policy"
 POLICY_TIERS = {"dev", "prod", "ephemeral"}
-ACTION_FILES = sorted(GITHUB_DIR.glob("actions/*/action.yml"))
 REMOTE_USES = re.compile(r"^\s*-?\s*uses:\s*(?P<ref>[^./\s][^\s]*)(?P<comment>.*)$", re.MULTILINE)
 PINNED = re.compile(r"^[\w.-]+/[\w./-]+@[0-9a-f]{40}$")
 VERSION_COMMENT = re.compile(r"^\s+# v\d+\.\d+\.\d+$")

@@ -11,6 +11,7 @@ import yaml
 REPO_ROOT = Path(__file__).resolve().parents[2]
 GITHUB_DIR = REPO_ROOT / ".github"
 WORKFLOWS_DIR = GITHUB_DIR / "workflows"
+ACTION_FILES = sorted(GITHUB_DIR.glob("actions/*/action.yml"))
 PULUMI_ACTION = re.compile(r"^pulumi/actions@[0-9a-f]{40}$")
 
 
