@@ -38,7 +38,7 @@ from infra.policy.rules import (
     Tier,
     enforcement_config,
 )
-from tests.infra.harness import ProgramRun, RecordedResource
+from tests.infra.harness import ProgramRun, RecordedResource, run_program
 from tests.infra.policy_bridge import Violation, evaluate, outputs, tier_config
 
 # The resource types the rules are about; a stack without them would pass vacuously.
@@ -59,18 +59,25 @@ CHECKED_TYPES = (
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "policy.md"
 
 
+# Runs of the real program: the three stacks of the session fixtures, plus prod with a certificate
+# (the stack files configure none), so the HTTPS listener and the redirect are checked too.
+TIER_OF_RUN: dict[str, Tier] = {"prod": "prod", "prod-https": "prod", "dev": "dev", "ephemeral": "ephemeral"}
+CERTIFICATE_ARN = "arn:aws:acm:us-east-1:123456789012:certificate/web"
+
+
 @pytest.fixture(scope="session")
-def runs(request: pytest.FixtureRequest) -> dict[Tier, ProgramRun]:
+def runs(request: pytest.FixtureRequest) -> dict[str, ProgramRun]:
     return {
         "prod": request.getfixturevalue("prod_run"),
+        "prod-https": run_program("prod", {"certificateArn": CERTIFICATE_ARN}),
         "dev": request.getfixturevalue("dev_run"),
         "ephemeral": request.getfixturevalue("ephemeral_run"),
     }
 
 
 @pytest.fixture(scope="session")
-def baseline(runs: dict[Tier, ProgramRun]) -> dict[Tier, list[Violation]]:
-    return {tier: evaluate(run.resources, tier_config(tier)) for tier, run in runs.items()}
+def baseline(runs: dict[str, ProgramRun]) -> dict[str, list[Violation]]:
+    return {name: evaluate(run.resources, tier_config(TIER_OF_RUN[name])) for name, run in runs.items()}
 
 
 def _listing(violations: list[Violation]) -> str:
@@ -120,18 +127,19 @@ def test_docs_list_every_rule_with_its_controls_and_relaxation() -> None:
 # --- The program's stacks pass ------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("tier", TIERS)
+@pytest.mark.parametrize("name", TIER_OF_RUN)
 def test_stack_has_no_mandatory_violation(
-    tier: Tier, runs: dict[Tier, ProgramRun], baseline: dict[Tier, list[Violation]]
+    name: str, runs: dict[str, ProgramRun], baseline: dict[str, list[Violation]]
 ) -> None:
-    missing = [t for t in CHECKED_TYPES if not runs[tier].of_type(t)]
-    assert not missing, f"the {tier} stack declares no {missing}: zero violations would prove nothing"
-    blocking = [violation for violation in baseline[tier] if violation.level == "mandatory"]
-    assert not blocking, f"`pulumi preview` of the {tier} stack would fail:\n{_listing(blocking)}"
+    missing = [t for t in CHECKED_TYPES if not runs[name].of_type(t)]
+    assert not missing, f"the {name} stack declares no {missing}: zero violations would prove nothing"
+    blocking = [violation for violation in baseline[name] if violation.level == "mandatory"]
+    assert not blocking, f"`pulumi preview` of the {name} stack would fail:\n{_listing(blocking)}"
 
 
-def test_prod_has_no_advisory_violation_either(baseline: dict[Tier, list[Violation]]) -> None:
-    assert not baseline["prod"], f"prod violates:\n{_listing(baseline['prod'])}"
+@pytest.mark.parametrize("name", ["prod", "prod-https"])
+def test_prod_has_no_advisory_violation_either(name: str, baseline: dict[str, list[Violation]]) -> None:
+    assert not baseline[name], f"{name} violates:\n{_listing(baseline[name])}"
 
 
 # --- Every rule fires on a realistic mistake ----------------------------------------------------
@@ -142,7 +150,7 @@ Inputs = dict[str, Any]
 @dataclasses.dataclass(frozen=True)
 class Mistake:
     rule: str
-    tier: Tier  # the stack whose recorded resource is changed
+    run: str  # the program run (a key of TIER_OF_RUN) whose recorded resource is changed
     pick: Callable[[ProgramRun], RecordedResource]
     change: Callable[[Inputs], None]  # edits a copy of the picked resource's inputs
     what: str
@@ -411,14 +419,14 @@ MISTAKES = [
     ),
     Mistake(
         "alb-http-redirects-to-https",
-        "prod",
+        "prod-https",
         _listener("HTTP"),
         _set("defaultActions", FORWARD_ACTIONS),
         "HTTP forwards",
     ),
     Mistake(
         "alb-modern-tls-policy",
-        "prod",
+        "prod-https",
         _listener("HTTPS"),
         _set("sslPolicy", "ELBSecurityPolicy-TLS13-1-2-2021-06"),
         "default TLS policy",
@@ -501,16 +509,18 @@ def test_every_rule_has_a_mistake_that_fires_it() -> None:
 
 @pytest.mark.parametrize("mistake", MISTAKES, ids=str)
 def test_mistake_fires_exactly_its_rule(
-    mistake: Mistake, runs: dict[Tier, ProgramRun], baseline: dict[Tier, list[Violation]]
+    mistake: Mistake, runs: dict[str, ProgramRun], baseline: dict[str, list[Violation]]
 ) -> None:
-    run = runs[mistake.tier]
+    run = runs[mistake.run]
     target = mistake.pick(run)
     inputs = copy.deepcopy(target.inputs)
     mistake.change(inputs)
     assert inputs != target.inputs, f"{mistake}: the change left {target.urn} as it was"
     changed = [dataclasses.replace(r, inputs=inputs) if r is target else r for r in run.resources]
 
-    new = [v for v in evaluate(changed, tier_config(mistake.tier)) if v not in baseline[mistake.tier]]
+    new = [
+        v for v in evaluate(changed, tier_config(TIER_OF_RUN[mistake.run])) if v not in baseline[mistake.run]
+    ]
 
     assert {v.rule for v in new} == {mistake.rule}, (
         f"changing {target.urn} ({mistake.what}) should fire exactly {mistake.rule}; "
@@ -519,7 +529,7 @@ def test_mistake_fires_exactly_its_rule(
 
 
 def test_protected_resource_blocks_ephemeral_destroy(
-    runs: dict[Tier, ProgramRun], baseline: dict[Tier, list[Violation]]
+    runs: dict[str, ProgramRun], baseline: dict[str, list[Violation]]
 ) -> None:
     run = runs["ephemeral"]
     database = run.one(RDS_INSTANCE)
@@ -533,7 +543,7 @@ def test_protected_resource_blocks_ephemeral_destroy(
     assert [(v.rule, v.urn) for v in new] == [(EPHEMERAL_STACK_DESTROYABLE, database.urn)], _listing(new)
 
 
-def test_deletion_blockers_are_allowed_outside_ephemeral_stacks(runs: dict[Tier, ProgramRun]) -> None:
+def test_deletion_blockers_are_allowed_outside_ephemeral_stacks(runs: dict[str, ProgramRun]) -> None:
     # prod runs with deletion protection; the ephemeral-only rule must not turn that into a violation.
     run = runs["prod"]
     violations = evaluate(run.resources, tier_config("prod"), protected=[run.one(RDS_INSTANCE).urn])
