@@ -59,7 +59,7 @@ IAM_ROLE_POLICY = "aws:iam/rolePolicy:RolePolicy"
 IAM_POLICY = "aws:iam/policy:Policy"
 LOG_GROUP = "aws:cloudwatch/logGroup:LogGroup"
 
-PROTECTED_RDS_BACKUP_DAYS = 7
+LONG_RDS_BACKUP_DAYS = 7
 # ELB.17 accepts only these policies; the AWS default ELBSecurityPolicy-TLS13-1-2-2021-06 fails it.
 MODERN_TLS_POLICIES = frozenset(
     {
@@ -129,8 +129,8 @@ def stack_rule(name: str, summary: str, controls: Sequence[str], check: StackChe
 
 
 # --- Helpers ----------------------------------------------------------------------------------
-# Props are plain dicts in tests but read-only Mapping/Sequence proxies inside the real analyzer,
-# so the helpers test for the abstract types, never for dict or list.
+# The analyzer hands policies read-only Mapping/Sequence proxies, not dicts and lists, so the
+# helpers test for the abstract types.
 
 
 def _items(value: Any) -> list[Any]:
@@ -253,8 +253,8 @@ def _rds_backups_on(db: Props) -> Iterator[str]:
 
 
 def _rds_long_backups(db: Props) -> Iterator[str]:
-    if (db.get("backupRetentionPeriod") or 0) < PROTECTED_RDS_BACKUP_DAYS:
-        yield f"backupRetentionPeriod must be at least {PROTECTED_RDS_BACKUP_DAYS} days"
+    if (db.get("backupRetentionPeriod") or 0) < LONG_RDS_BACKUP_DAYS:
+        yield f"backupRetentionPeriod must be at least {LONG_RDS_BACKUP_DAYS} days"
 
 
 def _rds_minor_upgrades(db: Props) -> Iterator[str]:
