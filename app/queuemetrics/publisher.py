@@ -124,7 +124,11 @@ def read_in_flight(client: redis.Redis, layout: BrokerLayout) -> Counter[str]:
     """
     bindings: dict[str, list[tuple[str, str]]] = {}
     counts: Counter[str] = Counter()
-    for _tag, raw in client.hscan_iter(layout.key_prefix + layout.unacked_key, count=_UNACKED_SCAN_BATCH):
+    seen_tags = set()  # HSCAN may return an entry twice while the hash is resized
+    for tag, raw in client.hscan_iter(layout.key_prefix + layout.unacked_key, count=_UNACKED_SCAN_BATCH):
+        if tag in seen_tags:
+            continue
+        seen_tags.add(tag)
         try:
             _message, exchange, routing_key = json.loads(raw)
         except (ValueError, TypeError):

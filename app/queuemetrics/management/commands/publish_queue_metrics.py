@@ -35,7 +35,7 @@ _REQUIRED_VARIABLES = (
     REGION_VARIABLE,
     REDIS_URL_VARIABLE,
 )
-_INTERVAL_RANGE_SECONDS = (1.0, 60.0)
+_INTERVAL_RANGE_SECONDS = (1.0, 300.0)
 
 # Every AWS and Redis call is bounded: a hung connection must not stall the loop.
 _AWS_CONFIG = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=5, read_timeout=10)
