@@ -36,6 +36,9 @@ from typing import Any
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
+from infra import ecs_tasks
+from infra.ecs_tasks import FargateNetwork, TaskLog, TaskState, client_error_text, task_id
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 EXIT_USAGE = 2  # argparse's own exit code
@@ -67,11 +70,6 @@ class TaskNotStartedError(OpsError):
 
 class NoRunningTaskError(OpsError):
     pass
-
-
-def _client_error_text(error: ClientError) -> str:
-    details = error.response.get("Error", {})
-    return f"{details.get('Code', 'Error')}: {details.get('Message', str(error))}"
 
 
 # --- The deployed stack ---------------------------------------------------------------------------
@@ -141,6 +139,11 @@ class DeployedStack:
             web_log_group=log_group_names[WEB_ROLE],
         )
 
+    @property
+    def network(self) -> FargateNetwork:
+        """The web service's network, which one-off tasks share."""
+        return FargateNetwork(self.subnet_ids, (self.security_group_id,), self.assign_public_ip)
+
 
 def run_pulumi(stack: str, *args: str) -> str:
     """Runs one `pulumi` command for `stack` from the repository root and returns its stdout."""
@@ -201,87 +204,39 @@ def read_stack(stack: str) -> DeployedStack:
 
 
 # --- One-off tasks ------------------------------------------------------------------------------
-def task_id(task_arn: str) -> str:
-    return task_arn.rsplit("/", 1)[-1]
-
-
 def start_one_off_task(ecs: Any, stack: DeployedStack, command: Sequence[str]) -> str:
     """Starts the web task definition with `command` in the web container; returns the task ARN."""
     try:
-        response = ecs.run_task(
-            cluster=stack.cluster_name,
-            taskDefinition=stack.web_task_definition_arn,
-            # On-demand Fargate even where the services use Spot: a migration must not be interrupted.
-            launchType="FARGATE",
-            count=1,
-            startedBy=ONE_OFF_STARTED_BY,
-            networkConfiguration={
-                "awsvpcConfiguration": {
-                    "subnets": list(stack.subnet_ids),
-                    "securityGroups": [stack.security_group_id],
-                    "assignPublicIp": "ENABLED" if stack.assign_public_ip else "DISABLED",
-                }
-            },
+        return ecs_tasks.start_task(
+            ecs,
+            stack.cluster_name,
+            stack.web_task_definition_arn,
+            stack.network,
+            started_by=ONE_OFF_STARTED_BY,
             overrides={"containerOverrides": [{"name": stack.web_container_name, "command": list(command)}]},
         )
-    except ClientError as error:
-        raise TaskNotStartedError(f"ECS refused to start the task: {_client_error_text(error)}") from None
-    if response.get("failures"):
-        reasons = "; ".join(
-            f"{failure.get('reason', 'unknown reason')}"
-            + (f" ({failure['detail']})" if failure.get("detail") else "")
-            + (f" for {failure['arn']}" if failure.get("arn") else "")
-            for failure in response["failures"]
-        )
-        raise TaskNotStartedError(f"ECS did not start the task: {reasons}")
-    if not response.get("tasks"):
-        raise TaskNotStartedError("ECS did not start the task and gave no reason")
-    return response["tasks"][0]["taskArn"]
+    except ecs_tasks.TaskStartError as error:
+        verb = "refused to start" if error.rejected else "did not start"
+        raise TaskNotStartedError(f"ECS {verb} the task: {error}") from None
 
 
-def describe_task(ecs: Any, cluster: str, task_arn: str) -> dict[str, Any]:
-    response = ecs.describe_tasks(cluster=cluster, tasks=[task_arn])
-    if not response.get("tasks"):
-        reasons = ", ".join(failure.get("reason", "unknown") for failure in response.get("failures", []))
+def describe_one_off_task(ecs: Any, stack: DeployedStack, task_arn: str) -> TaskState:
+    try:
+        return ecs_tasks.describe_task(ecs, stack.cluster_name, task_arn, stack.web_container_name)
+    except ecs_tasks.TaskNotFoundError as error:
         raise OpsError(
-            f"task {task_id(task_arn)} is not known to cluster {cluster}: {reasons or 'no reason'}"
-        )
-    return response["tasks"][0]
+            f"task {task_id(task_arn)} is not known to cluster {stack.cluster_name}: {error}"
+        ) from None
 
 
-class LogStream:
-    """Reads a CloudWatch log stream forward, returning each event once."""
-
-    def __init__(self, logs: Any, group: str, stream: str) -> None:
-        self._logs = logs
-        self.group = group
-        self.stream = stream
-        self._next_token: str | None = None
-
-    def read_new_lines(self) -> list[str]:
-        lines: list[str] = []
-        while True:
-            request = {"logGroupName": self.group, "logStreamName": self.stream, "startFromHead": True}
-            if self._next_token:
-                request["nextToken"] = self._next_token
-            try:
-                page = self._logs.get_log_events(**request)
-            except self._logs.exceptions.ResourceNotFoundException:
-                return lines  # the stream appears with the container's first line
-            lines.extend(event["message"] for event in page["events"])
-            # CloudWatch returns the token it was given once the end of the stream is reached.
-            if page["nextForwardToken"] == self._next_token:
-                return lines
-            self._next_token = page["nextForwardToken"]
-
-
-def web_log_stream(logs: Any, stack: DeployedStack, task_arn: str) -> LogStream:
-    return LogStream(logs, stack.web_log_group, f"{WEB_ROLE}/{stack.web_container_name}/{task_id(task_arn)}")
+def web_log(logs: Any, stack: DeployedStack, task_arn: str) -> TaskLog:
+    stream = ecs_tasks.log_stream_name(WEB_ROLE, stack.web_container_name, task_arn)
+    return TaskLog(logs, stack.web_log_group, stream)
 
 
 def follow_task(
     ecs: Any,
-    log: LogStream,
+    log: TaskLog,
     stack: DeployedStack,
     task_arn: str,
     *,
@@ -291,29 +246,24 @@ def follow_task(
     """Prints the task's log lines until it stops; returns the web container's exit code."""
     last_status = None
     while True:
-        task = describe_task(ecs, stack.cluster_name, task_arn)
-        if task["lastStatus"] != last_status:
-            last_status = task["lastStatus"]
+        task = describe_one_off_task(ecs, stack, task_arn)
+        if task.last_status != last_status:
+            last_status = task.last_status
             print(f"task {task_id(task_arn)}: {last_status}", file=sys.stderr, flush=True)
         # Read after describing, so the lines written before STOPPED are all printed.
         for line in log.read_new_lines():
             print(line, flush=True)
-        if last_status == "STOPPED":
-            return container_exit_code(task, stack.web_container_name)
+        if task.stopped:
+            return manage_exit_code(task)
         sleep(poll_seconds)
 
 
-def container_exit_code(task: Mapping[str, Any], container_name: str) -> int:
-    container = next((c for c in task.get("containers", []) if c.get("name") == container_name), {})
-    if "exitCode" in container:
-        return int(container["exitCode"])
-    details = [task.get("stoppedReason", "no reason given")]
-    if task.get("stopCode"):
-        details.append(f"stop code {task['stopCode']}")
-    if container.get("reason"):
-        details.append(f"container {container_name}: {container['reason']}")
+def manage_exit_code(stopped: TaskState) -> int:
+    if stopped.exit_code is not None:
+        return stopped.exit_code
     raise TaskNotStartedError(
-        f"task {task_id(task['taskArn'])} stopped before manage.py ran (no exit code): {'; '.join(details)}"
+        f"task {task_id(stopped.task_arn)} stopped before manage.py ran (no exit code): "
+        f"{'; '.join(stopped.stop_details())}"
     )
 
 
@@ -399,7 +349,7 @@ def _manage(
 ) -> int:
     ecs = client_factory("ecs", stack.region)
     task_arn = start_one_off_task(ecs, stack, ["python", "manage.py", *manage_args])
-    log = web_log_stream(client_factory("logs", stack.region), stack, task_arn)
+    log = web_log(client_factory("logs", stack.region), stack, task_arn)
     print(
         f"started task {task_id(task_arn)} on cluster {stack.cluster_name}; log {log.group} {log.stream}",
         file=sys.stderr,
@@ -440,7 +390,7 @@ def main(
     except OpsError as error:
         print(f"error: {error}", file=sys.stderr)
     except ClientError as error:
-        print(f"error: AWS refused the request: {_client_error_text(error)}", file=sys.stderr)
+        print(f"error: AWS refused the request: {client_error_text(error)}", file=sys.stderr)
     except BotoCoreError as error:
         print(f"error: could not reach AWS: {error}", file=sys.stderr)
     except KeyboardInterrupt:
