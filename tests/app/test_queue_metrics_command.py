@@ -14,6 +14,7 @@ from typing import Any
 
 import boto3
 import pytest
+import redis
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from moto import mock_aws
@@ -35,6 +36,8 @@ def queue(redis_url: str) -> Iterator[str]:
     yield name
     with project_celery_app.connection_for_write() as connection:
         connection.default_channel.queue_purge(name)
+    client = redis.Redis.from_url(project_celery_app.conf.broker_url)
+    client.delete(f"_kombu.binding.{name}", f"_kombu.binding_permanent.{name}")
 
 
 @pytest.fixture
