@@ -2,7 +2,6 @@
 
 import logging
 import logging.config
-import os
 import signal
 import threading
 
@@ -59,6 +58,9 @@ def bound_warm_shutdown(sig: str, how: str, exitcode: int, **kwargs) -> None:
         return
     delay = settings.CELERY_WORKER_STOP_TIMEOUT - settings.CELERY_WORKER_COLD_SHUTDOWN_MARGIN
     logger.info("warm shutdown: running tasks are requeued if still running in %s s", delay)
-    timer = threading.Timer(delay, os.kill, args=(os.getpid(), signal.SIGQUIT))
+    # Sent to the main thread itself: a process-wide kill() may be delivered to the timer thread,
+    # and the main thread would then sleep through it inside its blocking wait for the pool.
+    main_thread_id = threading.main_thread().ident
+    timer = threading.Timer(delay, signal.pthread_kill, args=(main_thread_id, signal.SIGQUIT))
     timer.daemon = True
     timer.start()

@@ -29,9 +29,7 @@ REQUEUE_BATCH_SIZE = 500
 def enqueue_welcome_email(signup: Signup) -> bool:
     """Publish the welcome email of a committed signup; False if the broker is unavailable."""
     try:
-        send_welcome_email.apply_async(
-            (str(signup.pk),), retry=True, retry_policy=PUBLISH_RETRY_POLICY
-        )
+        send_welcome_email.apply_async((str(signup.pk),), retry=True, retry_policy=PUBLISH_RETRY_POLICY)
     except OperationalError:
         logger.warning("broker unavailable, signup %s stays queued for the requeue sweep", signup.pk)
         return False
@@ -84,6 +82,7 @@ def send_welcome_email(self, signup_id: str) -> str:
                 signup.status = Signup.Status.FAILED
                 logger.error("giving up on signup %s after %s attempts", signup.pk, signup.attempts)
         else:
+            logger.info("welcome email sent for signup %s", signup.pk)
             signup.status = Signup.Status.SENT
             signup.sent_at = timezone.now()
             signup.last_error = ""

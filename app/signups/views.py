@@ -4,7 +4,7 @@ import json
 import uuid
 
 from django import forms
-from django.db import IntegrityError
+from django.db import IntegrityError, transaction
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
@@ -53,12 +53,13 @@ def create_signup(request: HttpRequest) -> JsonResponse:
 
     email = form.cleaned_data["email"]
     try:
-        signup = Signup.objects.create(email=email)
+        with transaction.atomic():
+            signup = Signup.objects.create(email=email)
     except IntegrityError:
         existing = Signup.objects.get(email__iexact=email)
         return JsonResponse(signup_body(existing), status=202)
 
-    # The row is committed (autocommit) before its message exists: the worker always finds it.
+    # The row is committed before its message exists: the worker always finds it.
     if not enqueue_welcome_email(signup):
         return error(
             503,

@@ -99,7 +99,9 @@ STORAGES = {
 # Without it, messages are written to the log, which is enough to try the product.
 vars().update(env.email_url("EMAIL_URL", default="consolemail://"))
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="no-reply@example.com")
-EMAIL_TIMEOUT = 10
+# Seconds per SMTP operation. Also bounds how long a worker that cancels a delivery at shutdown
+# still waits for the mail server, so it must stay below CELERY_WORKER_COLD_SHUTDOWN_MARGIN.
+EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=10)
 
 
 # --- Redis (Celery broker, result backend, Beat schedule and lock) ------------------------------
@@ -159,6 +161,11 @@ if not CELERY_RETRY_BACKOFF_MAX < CELERY_VISIBILITY_TIMEOUT:
     raise ImproperlyConfigured(
         f"CELERY_VISIBILITY_TIMEOUT ({CELERY_VISIBILITY_TIMEOUT}) must exceed the longest retry delay "
         f"({CELERY_RETRY_BACKOFF_MAX}), or delayed retries are delivered twice"
+    )
+if EMAIL_TIMEOUT >= CELERY_WORKER_COLD_SHUTDOWN_MARGIN:
+    raise ImproperlyConfigured(
+        f"EMAIL_TIMEOUT ({EMAIL_TIMEOUT}) must be below {CELERY_WORKER_COLD_SHUTDOWN_MARGIN} seconds, "
+        "or a worker stopping during a delivery can overrun the ECS stop timeout"
     )
 if CELERY_WORKER_STOP_TIMEOUT <= CELERY_WORKER_COLD_SHUTDOWN_MARGIN:
     raise ImproperlyConfigured(

@@ -1,0 +1,60 @@
+"""gunicorn settings for the web role (`gunicorn --config config/gunicorn.py config.wsgi`).
+
+Timeouts are set relative to the AWS ALB (idle timeout 60 s) and the ECS stop timeout (30 s by
+default for the web container); each can be changed through its environment variable.
+"""
+
+import os
+
+
+def env_int(name: str, default: int) -> int:
+    value = os.environ.get(name, "")
+    if not value:
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise SystemExit(f"{name} must be a whole number, got {value!r}") from None
+
+
+bind = "0.0.0.0:8000"
+worker_class = "gthread"
+workers = env_int("GUNICORN_WORKERS", 2)
+threads = env_int("GUNICORN_THREADS", 4)
+# Longer than the ALB idle timeout, so the ALB never reuses a connection gunicorn already closed
+# (which shows up as sporadic 502s).
+keepalive = env_int("GUNICORN_KEEPALIVE", 75)
+# Shorter than the ALB idle timeout: a stuck request is cut here, with a log line, not at the ALB.
+timeout = env_int("GUNICORN_TIMEOUT", 30)
+# Shorter than the ECS stop timeout: in-flight requests finish before the SIGKILL.
+graceful_timeout = env_int("GUNICORN_GRACEFUL_TIMEOUT", 25)
+# Recycle workers now and then, so a slow memory leak cannot grow forever.
+max_requests = 1000
+max_requests_jitter = 100
+# The worker heartbeat file goes to the writable tmpfs (the root file system is read-only).
+worker_tmp_dir = "/tmp"  # noqa: S108
+# Only the load balancer can reach the container port; trust its X-Forwarded-* headers.
+forwarded_allow_ips = "*"
+
+accesslog = "-"
+errorlog = "-"
+loglevel = os.environ.get("LOG_LEVEL", "info").lower()
+access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms request_id=%({x-request-id}o)s agent="%(a)s"'
+logconfig_dict = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s",
+            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+        },
+    },
+    "handlers": {
+        "stdout": {"class": "logging.StreamHandler", "stream": "ext://sys.stdout", "formatter": "json"},
+    },
+    "loggers": {
+        "gunicorn.error": {"handlers": ["stdout"], "level": loglevel.upper(), "propagate": False},
+        "gunicorn.access": {"handlers": ["stdout"], "level": "INFO", "propagate": False},
+    },
+}

@@ -1,0 +1,45 @@
+"""`migrate`, serialized by a PostgreSQL advisory lock and with a bounded lock wait for its DDL.
+
+Two releases can overlap (two pipelines, a retried deploy): the second run waits for the first,
+then finds nothing left to apply. `lock_timeout` makes a migration that waits behind a long
+transaction fail fast instead of queueing every query of the live site behind its ALTER TABLE.
+"""
+
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandParser
+from django.db import connection
+
+# Any constant bigint works; it only has to be the same for every run of this command.
+MIGRATION_LOCK_ID = 7_246_553_081
+
+
+class Command(BaseCommand):
+    help = "Run migrate while holding a PostgreSQL advisory lock, with a lock_timeout for the DDL."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--noinput",
+            "--no-input",
+            action="store_false",
+            dest="interactive",
+            help="Do not prompt the user for input of any kind.",
+        )
+        parser.add_argument(
+            "--lock-timeout",
+            default="10s",
+            help="PostgreSQL lock_timeout for the migration statements (default: 10s).",
+        )
+
+    def handle(self, *args: object, interactive: bool, lock_timeout: str, **options: object) -> None:
+        verbosity = int(options["verbosity"])  # type: ignore[call-overload]
+        with connection.cursor() as cursor:
+            if verbosity:
+                self.stdout.write("Waiting for the migration lock...")
+            # Taken before lock_timeout is set: waiting for another migrate run is expected.
+            cursor.execute("SELECT pg_advisory_lock(%s)", [MIGRATION_LOCK_ID])
+            try:
+                cursor.execute("SELECT set_config('lock_timeout', %s, false)", [lock_timeout])
+                call_command("migrate", interactive=interactive, verbosity=verbosity)
+            finally:
+                cursor.execute("SELECT set_config('lock_timeout', '0', false)")
+                cursor.execute("SELECT pg_advisory_unlock(%s)", [MIGRATION_LOCK_ID])
