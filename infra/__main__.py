@@ -1,12 +1,243 @@
-"""The Pulumi program: Django web, Celery workers and Celery Beat on ECS Fargate."""
+"""The Pulumi program: Django web, Celery workers and Celery Beat on ECS Fargate.
+
+It reads like the architecture: config -> network -> data stores -> secrets -> image -> cluster ->
+load balancer -> release -> services (web, workers, beat) -> outputs.
+"""
 
 import sys
 from pathlib import Path
 
 # The CLI runs this directory as a script; the repository root makes `infra` importable as a package,
 # so the program and the tests share one set of modules.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(PROJECT_ROOT))
 
-from infra.config import load_stack_config
+import pulumi  # noqa: E402
+import pulumi_aws as aws  # noqa: E402
+
+from infra import containers  # noqa: E402
+from infra.app_contract import CONTAINER_PORT  # noqa: E402
+from infra.components.broker import Broker, BrokerArgs  # noqa: E402
+from infra.components.cluster import Cluster, ClusterArgs  # noqa: E402
+from infra.components.database import Database, DatabaseArgs  # noqa: E402
+from infra.components.fargate_service import (  # noqa: E402
+    FargateService,
+    FargateServiceArgs,
+    FargateTask,
+    FargateTaskArgs,
+    LoadBalancerTarget,
+    Placement,
+    TaskRuntime,
+)
+from infra.components.image import AppImage, AppImageArgs  # noqa: E402
+from infra.components.network import Network, NetworkArgs  # noqa: E402
+from infra.components.secrets import AppSecrets, AppSecretsArgs  # noqa: E402
+from infra.components.web import WebLoadBalancer, WebLoadBalancerArgs  # noqa: E402
+from infra.config import load_stack_config  # noqa: E402
+from infra.tags import standard_tags  # noqa: E402
+
+WEB_HEALTH_CHECK_GRACE_SECONDS = 60
 
 config = load_stack_config()
+project, stack = pulumi.get_project(), pulumi.get_stack()
+provider = aws.Provider(
+    "aws",
+    region=aws.config.region,
+    default_tags=aws.ProviderDefaultTagsArgs(tags=standard_tags(project, stack)),
+)
+aws_only = pulumi.ResourceOptions(providers={"aws": provider})
+region = aws.get_region_output(opts=pulumi.InvokeOutputOptions(provider=provider)).region
+account_id = aws.get_caller_identity_output(opts=pulumi.InvokeOutputOptions(provider=provider)).account_id
+
+network = Network("network", NetworkArgs(nat_mode=config.nat_mode, https=config.https), aws_only)
+
+database = Database(
+    "database",
+    DatabaseArgs(
+        engine_version=config.db_engine_version,
+        parameter_group_family=config.db_parameter_group_family,
+        instance_class=config.db_instance_class,
+        allocated_storage=config.db_allocated_storage,
+        backup_retention_days=config.db_backup_retention_days,
+        multi_az=config.db_multi_az,
+        deletion_protection=config.db_deletion_protection,
+        ephemeral=config.ephemeral,
+        subnet_ids=network.private_subnet_ids,
+        security_group_id=network.database_security_group_id,
+    ),
+    aws_only,
+)
+broker = Broker(
+    "broker",
+    BrokerArgs(
+        engine=config.redis_engine,
+        engine_version=config.redis_engine_version,
+        parameter_group_family=config.redis_parameter_group_family,
+        node_type=config.redis_node_type,
+        replicas=config.redis_replicas,
+        snapshot_retention_days=config.redis_snapshot_retention_days,
+        subnet_ids=network.private_subnet_ids,
+        security_group_id=network.redis_security_group_id,
+    ),
+    aws_only,
+)
+
+secrets = AppSecrets(
+    "secrets",
+    AppSecretsArgs(database_url=database.url, redis_url=broker.url, ephemeral=config.ephemeral),
+    aws_only,
+)
+
+image = AppImage(
+    "image",
+    AppImageArgs(
+        context=PROJECT_ROOT / config.image_context,
+        dockerfile=PROJECT_ROOT / config.image_dockerfile,
+        platform=config.image_platform,
+        keep_images=config.ecr_keep_images,
+        ephemeral=config.ephemeral,
+    ),
+    aws_only,
+)
+
+cluster = Cluster("cluster", ClusterArgs(container_insights=config.container_insights), aws_only)
+
+load_balancer = WebLoadBalancer(
+    "web-lb",
+    WebLoadBalancerArgs(
+        vpc_id=network.vpc_id,
+        subnet_ids=network.public_subnet_ids,
+        security_group_id=network.alb_security_group_id,
+        idle_timeout_seconds=config.alb_idle_timeout_seconds,
+        deletion_protection=config.alb_deletion_protection,
+        certificate_arn=config.certificate_arn,
+    ),
+    aws_only,
+)
+host_names = load_balancer.dns_name.apply(
+    lambda dns_name: [name for name in (config.domain_name, dns_name) if name]
+)
+web_url = host_names.apply(lambda names: f"{'https' if config.https else 'http'}://{names[0]}")
+
+runtime = TaskRuntime(
+    containers=pulumi.Output.all(
+        image.image_ref, host_names, region, pulumi.Output.all(**secrets.arns)
+    ).apply(
+        lambda values: containers.ContainerContext(
+            image=values[0],
+            environment=containers.shared_environment(config, values[1], values[2]),
+            secret_arns=values[3],
+            region=values[2],
+        )
+    ),
+    secret_arns=list(secrets.arns.values()),
+    repository_arn=image.repository_arn,
+    account_id=account_id,
+    name_prefix=f"{project}-{stack}",
+    log_retention_days=config.log_retention_days,
+    cpu_architecture=config.cpu_architecture,
+)
+placement = Placement(
+    cluster_arn=cluster.arn,
+    subnet_ids=network.service_subnet_ids,
+    security_group_ids=[network.app_security_group_id],
+    assign_public_ip=network.assign_public_ip,
+)
+
+migrate = FargateTask(
+    "migrate",
+    FargateTaskArgs(config.web_cpu, config.web_memory, containers.migrate_container, runtime),
+    aws_only,
+)
+# The release (migrations run as this task before any service rolls out) gates the services below.
+
+web = FargateService(
+    "web",
+    FargateServiceArgs(
+        task=FargateTaskArgs(
+            config.web_cpu,
+            config.web_memory,
+            lambda context, logs: containers.web_container(context, logs, config),
+            runtime,
+        ),
+        placement=placement,
+        desired_count=config.web_desired_count,
+        load_balancer=LoadBalancerTarget(
+            target_group_arn=load_balancer.target_group_arn,
+            container_name=containers.WEB,
+            container_port=CONTAINER_PORT,
+            health_check_grace_period_seconds=WEB_HEALTH_CHECK_GRACE_SECONDS,
+        ),
+        wait_for_steady_state=True,
+        depends_on=load_balancer.listeners,
+    ),
+    aws_only,
+)
+
+# Worker services expose `service_name` and the cluster name so autoscaling can attach to them.
+workers = {
+    pool.name: FargateService(
+        f"worker-{pool.name}",
+        FargateServiceArgs(
+            task=FargateTaskArgs(
+                pool.cpu,
+                pool.memory,
+                lambda context, logs, pool=pool: containers.worker_container(
+                    context, logs, pool, config.worker_stop_timeout_seconds
+                ),
+                runtime,
+            ),
+            placement=placement,
+            desired_count=pool.min_count,
+            spot=pool.spot,
+            autoscaled=True,
+        ),
+        aws_only,
+    )
+    for pool in config.worker_pools
+}
+
+# Exactly one scheduler: the old Beat stops before the new one starts, and no rebalancing adds one.
+beat = (
+    FargateService(
+        "beat",
+        FargateServiceArgs(
+            task=FargateTaskArgs(config.beat_cpu, config.beat_memory, containers.beat_container, runtime),
+            placement=placement,
+            desired_count=1,
+            minimum_healthy_percent=0,
+            maximum_percent=100,
+            availability_zone_rebalancing=False,
+        ),
+        aws_only,
+    )
+    if config.beat_enabled
+    else None
+)
+
+services = {"web": web, **{f"worker-{name}": worker for name, worker in workers.items()}}
+if beat:
+    services["beat"] = beat
+pulumi.export("webUrl", web_url)
+pulumi.export("albDnsName", load_balancer.dns_name)
+pulumi.export("clusterName", cluster.name)
+pulumi.export("clusterArn", cluster.arn)
+pulumi.export("webServiceName", web.service_name)
+pulumi.export("workerServiceNames", {name: worker.service_name for name, worker in workers.items()})
+pulumi.export("beatServiceName", beat.service_name if beat else None)
+pulumi.export("ecrRepositoryUrl", image.repository_url)
+pulumi.export("imageRef", image.image_ref)
+pulumi.export(
+    "logGroupNames",
+    {
+        "migrate": migrate.log_group_name,
+        **{name: service.task.log_group_name for name, service in services.items()},
+    },
+)
+pulumi.export("secretArns", secrets.arns)
+pulumi.export("serviceSubnetIds", network.service_subnet_ids)
+pulumi.export("appSecurityGroupId", network.app_security_group_id)
+pulumi.export("assignPublicIp", network.assign_public_ip)
+pulumi.export("webTaskDefinitionArn", web.task.task_definition_arn)
+pulumi.export("migrateTaskDefinitionArn", migrate.task_definition_arn)
+pulumi.export("webContainerName", web.task.container_name)

@@ -29,8 +29,30 @@ CACHE_ENGINE_MAJOR_VERSIONS = {"redis": (6, 7), "valkey": (7, 8)}
 IMAGE_PLATFORMS = {"linux/amd64": "X86_64", "linux/arm64": "ARM64"}
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 # The only values CloudWatch Logs accepts for retentionInDays.
-LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192,
-                      2557, 2922, 3288, 3653)
+LOG_RETENTION_DAYS = (
+    1,
+    3,
+    5,
+    7,
+    14,
+    30,
+    60,
+    90,
+    120,
+    150,
+    180,
+    365,
+    400,
+    545,
+    731,
+    1096,
+    1827,
+    2192,
+    2557,
+    2922,
+    3288,
+    3653,
+)
 FARGATE_MAX_STOP_TIMEOUT_SECONDS = 120
 POOL_NAME_PATTERN = re.compile(r"^[a-z][a-z0-9-]{0,19}$")
 CERTIFICATE_ARN_PATTERN = r"(arn:aws[\w-]*:acm:[\w-]+:\d{12}:certificate/[\w-]+)?"
@@ -190,8 +212,11 @@ class _Reader:
         parsed = _parse_int(value)
         in_range = parsed is not None and parsed >= low and (high is None or parsed <= high)
         if not in_range:
-            self.report(key, value, f"an integer from {low} to {high}" if high is not None
-                        else f"an integer of at least {low}")
+            self.report(
+                key,
+                value,
+                f"an integer from {low} to {high}" if high is not None else f"an integer of at least {low}",
+            )
             return None
         return parsed
 
@@ -227,8 +252,11 @@ class _Reader:
         value = self._get(key)
         pools = _parse_json(value) if isinstance(value, str) else value
         if not isinstance(pools, list) or not pools:
-            self.report(key, value, "a non-empty list of {name, queues, concurrency, cpu, memory, "
-                                    "minCount, maxCount, spot}")
+            self.report(
+                key,
+                value,
+                "a non-empty list of {name, queues, concurrency, cpu, memory, minCount, maxCount, spot}",
+            )
             return None
         parsed = [self._worker_pool(f"{key}[{index}]", pool) for index, pool in enumerate(pools)]
         names = [pool.name for pool in parsed if pool is not None]
@@ -249,9 +277,12 @@ class _Reader:
         if not isinstance(name, str) or not POOL_NAME_PATTERN.fullmatch(name):
             self.report(f"{key}.name", name, "1-20 lower-case letters, digits or '-', starting with a letter")
         queues = pool["queues"]
-        if (not isinstance(queues, list) or not queues
-                or not all(isinstance(queue, str) and QUEUE_NAME_PATTERN.fullmatch(queue) for queue in queues)
-                or len(set(queues)) != len(queues)):
+        if (
+            not isinstance(queues, list)
+            or not queues
+            or not all(isinstance(queue, str) and QUEUE_NAME_PATTERN.fullmatch(queue) for queue in queues)
+            or len(set(queues)) != len(queues)
+        ):
             self.report(f"{key}.queues", queues, "a non-empty list of distinct queue names")
         concurrency = self._integer_value(f"{key}.concurrency", pool["concurrency"], 1, 64)
         cpu = self._integer_value(f"{key}.cpu", pool["cpu"], 256, 16384)
@@ -267,8 +298,16 @@ class _Reader:
             self.report(f"{key}.spot", pool["spot"], "true or false")
         if len(self.problems) > errors_before:
             return None
-        return WorkerPool(name=name, queues=tuple(queues), concurrency=concurrency, cpu=cpu, memory=memory,
-                          min_count=min_count, max_count=max_count, spot=bool(spot))
+        return WorkerPool(
+            name=name,
+            queues=tuple(queues),
+            concurrency=concurrency,
+            cpu=cpu,
+            memory=memory,
+            min_count=min_count,
+            max_count=max_count,
+            spot=bool(spot),
+        )
 
 
 def _parse_bool(value: object) -> bool | None:
@@ -294,41 +333,52 @@ def _parse_json(value: str) -> object:
         return None
 
 
-def validate(raw: Mapping[str, object]) -> StackConfig:
-    """Builds the stack config from raw values (bare keys), or raises listing every problem."""
+def validate(raw: Mapping[str, object], project_root: Path | None = None) -> StackConfig:
+    """Builds the stack config from raw values (bare keys), or raises listing every problem.
+
+    With `project_root`, the image build paths (relative to it) must also exist.
+    """
     read = _Reader(raw)
     postgres_majors = ", ".join(str(major) for major in POSTGRES_MAJOR_VERSIONS)
     values: dict[str, Any] = {
         "ephemeral": read.boolean("ephemeral"),
         "nat_mode": read.choice("natMode", NAT_MODES),
-        "db_engine_version": read.string("dbEngineVersion", r"\d+(\.\d+)?",
-                                         f"MAJOR or MAJOR.MINOR with major {postgres_majors}"),
-        "db_instance_class": read.string("dbInstanceClass", r"db\.[a-z0-9-]+\.[a-z0-9]+",
-                                         "an RDS class like db.t4g.micro"),
+        "db_engine_version": read.string(
+            "dbEngineVersion", r"\d+(\.\d+)?", f"MAJOR or MAJOR.MINOR with major {postgres_majors}"
+        ),
+        "db_instance_class": read.string(
+            "dbInstanceClass", r"db\.[a-z0-9-]+\.[a-z0-9]+", "an RDS class like db.t4g.micro"
+        ),
         "db_allocated_storage": read.integer("dbAllocatedStorage", 20, 65536),
         "db_backup_retention_days": read.integer("dbBackupRetentionDays", 1, 35),
         "db_multi_az": read.boolean("dbMultiAz"),
         "db_deletion_protection": read.boolean("dbDeletionProtection"),
         "redis_engine": read.choice("redisEngine", tuple(CACHE_ENGINE_MAJOR_VERSIONS)),
         "redis_engine_version": read.string("redisEngineVersion", r"\d+\.\d+", "MAJOR.MINOR, e.g. 7.1"),
-        "redis_node_type": read.string("redisNodeType", r"cache\.[a-z0-9-]+\.[a-z0-9]+",
-                                       "an ElastiCache node type like cache.t4g.micro"),
+        "redis_node_type": read.string(
+            "redisNodeType", r"cache\.[a-z0-9-]+\.[a-z0-9]+", "an ElastiCache node type like cache.t4g.micro"
+        ),
         "redis_replicas": read.integer("redisReplicas", 0, 5),
         "redis_snapshot_retention_days": read.integer("redisSnapshotRetentionDays", 0, 35),
         "image_context": read.string("imageContext", r"\S+", "a path to the Docker build context"),
         "image_dockerfile": read.string("imageDockerfile", r"\S+", "a path to the Dockerfile"),
         "image_platform": read.choice("imagePlatform", tuple(IMAGE_PLATFORMS)),
         "ecr_keep_images": read.integer("ecrKeepImages", 1, 1000),
-        "django_settings_module": read.string("djangoSettingsModule", r"[A-Za-z_][\w.]*",
-                                              "a dotted Python module path"),
+        "django_settings_module": read.string(
+            "djangoSettingsModule", r"[A-Za-z_][\w.]*", "a dotted Python module path"
+        ),
         "log_level": read.choice("logLevel", LOG_LEVELS),
         "web_cpu": read.integer("webCpu", 256, 16384),
         "web_memory": read.integer("webMemory", 512, 122880),
         "web_desired_count": read.integer("webDesiredCount", 0, 100),
-        "certificate_arn": read.string("certificateArn", CERTIFICATE_ARN_PATTERN,
-                                       "empty, or an ACM certificate ARN"),
-        "domain_name": read.string("domainName", r"(([a-z0-9]([a-z0-9-]*[a-z0-9])?\.)+[a-z]{2,})?",
-                                   "empty, or a lower-case host name like app.example.com"),
+        "certificate_arn": read.string(
+            "certificateArn", CERTIFICATE_ARN_PATTERN, "empty, or an ACM certificate ARN"
+        ),
+        "domain_name": read.string(
+            "domainName",
+            r"(([a-z0-9]([a-z0-9-]*[a-z0-9])?\.)+[a-z]{2,})?",
+            "empty, or a lower-case host name like app.example.com",
+        ),
         "alb_idle_timeout_seconds": read.integer("albIdleTimeoutSeconds", 1, 4000),
         "alb_deletion_protection": read.boolean("albDeletionProtection"),
         "gunicorn_timeout_seconds": read.integer("gunicornTimeoutSeconds", 1, 3600),
@@ -339,8 +389,9 @@ def validate(raw: Mapping[str, object]) -> StackConfig:
         "task_soft_time_limit_seconds": read.integer("taskSoftTimeLimitSeconds", 1),
         "task_time_limit_seconds": read.integer("taskTimeLimitSeconds", 1),
         "visibility_timeout_seconds": read.integer("visibilityTimeoutSeconds", 1),
-        "worker_stop_timeout_seconds": read.integer("workerStopTimeoutSeconds", 2,
-                                                    FARGATE_MAX_STOP_TIMEOUT_SECONDS),
+        "worker_stop_timeout_seconds": read.integer(
+            "workerStopTimeoutSeconds", 2, FARGATE_MAX_STOP_TIMEOUT_SECONDS
+        ),
         "periodic_heartbeat_seconds": read.integer("periodicHeartbeatSeconds", 1, 86400),
         "migrate_timeout_seconds": read.integer("migrateTimeoutSeconds", 60, 3600),
         "queue_metrics_interval_seconds": read.integer("queueMetricsIntervalSeconds", 10, 300),
@@ -351,6 +402,8 @@ def validate(raw: Mapping[str, object]) -> StackConfig:
     read.refused("redisServerless", "ElastiCache Serverless is a Redis Cluster: " + CELERY_CANNOT_USE_CLUSTER)
     read.unknown_keys()
     _check_across_keys(read, values)
+    if project_root is not None:
+        _check_image_paths(read, values, project_root)
     if read.problems:
         raise StackConfigError(read.problems)
     return StackConfig(**values)
@@ -363,14 +416,20 @@ def _check_across_keys(read: _Reader, values: dict[str, Any]) -> None:
         return all(values[name] is not None for name in names)
 
     if valid("db_engine_version") and _major(values["db_engine_version"]) not in POSTGRES_MAJOR_VERSIONS:
-        read.report("dbEngineVersion", values["db_engine_version"],
-                    f"major version {', '.join(str(major) for major in POSTGRES_MAJOR_VERSIONS)}")
+        read.report(
+            "dbEngineVersion",
+            values["db_engine_version"],
+            f"major version {', '.join(str(major) for major in POSTGRES_MAJOR_VERSIONS)}",
+        )
     if valid("redis_engine", "redis_engine_version"):
         engine, version = values["redis_engine"], values["redis_engine_version"]
         majors = CACHE_ENGINE_MAJOR_VERSIONS[engine]
         if _major(version) not in majors:
-            read.report("redisEngineVersion", version,
-                        f"for {engine}, major version {' or '.join(str(major) for major in majors)}")
+            read.report(
+                "redisEngineVersion",
+                version,
+                f"for {engine}, major version {' or '.join(str(major) for major in majors)}",
+            )
     sizes = describe_task_sizes()
     for role in ("web", "beat"):
         cpu, memory = values[f"{role}_cpu"], values[f"{role}_memory"]
@@ -381,19 +440,35 @@ def _check_across_keys(read: _Reader, values: dict[str, Any]) -> None:
     if valid("task_soft_time_limit_seconds", "task_time_limit_seconds") and soft >= hard:
         read.report("taskSoftTimeLimitSeconds", soft, f"less than taskTimeLimitSeconds ({hard})")
     if valid("task_time_limit_seconds", "visibility_timeout_seconds") and visibility <= hard:
-        read.report("visibilityTimeoutSeconds", visibility,
-                    f"more than taskTimeLimitSeconds ({hard}), or long tasks are delivered twice")
+        read.report(
+            "visibilityTimeoutSeconds",
+            visibility,
+            f"more than taskTimeLimitSeconds ({hard}), or long tasks are delivered twice",
+        )
     request, idle = values["gunicorn_timeout_seconds"], values["alb_idle_timeout_seconds"]
     if valid("gunicorn_timeout_seconds", "alb_idle_timeout_seconds") and idle <= request:
         read.report("albIdleTimeoutSeconds", idle, f"more than gunicornTimeoutSeconds ({request})")
     if values["ephemeral"]:
-        for key, name in (("dbDeletionProtection", "db_deletion_protection"),
-                          ("albDeletionProtection", "alb_deletion_protection")):
+        for key, name in (
+            ("dbDeletionProtection", "db_deletion_protection"),
+            ("albDeletionProtection", "alb_deletion_protection"),
+        ):
             if values[name]:
                 read.report(key, True, "false in an ephemeral stack (`pulumi destroy` must always succeed)")
     if values["certificate_arn"] == "" and values["domain_name"]:
-        read.report("domainName", values["domain_name"],
-                    "empty unless certificateArn is set (a custom domain is served over HTTPS)")
+        read.report(
+            "domainName",
+            values["domain_name"],
+            "empty unless certificateArn is set (a custom domain is served over HTTPS)",
+        )
+
+
+def _check_image_paths(read: _Reader, values: dict[str, Any], project_root: Path) -> None:
+    context, dockerfile = values["image_context"], values["image_dockerfile"]
+    if context is not None and not (project_root / context).is_dir():
+        read.report("imageContext", context, f"a directory relative to {project_root}")
+    if dockerfile is not None and not (project_root / dockerfile).is_file():
+        read.report("imageDockerfile", dockerfile, f"a file relative to {project_root}")
 
 
 def declared_config_keys() -> tuple[str, ...]:
@@ -406,4 +481,4 @@ def load_stack_config() -> StackConfig:
     """Reads every declared key the way the CLI provides it (strings, JSON for lists), then validates."""
     config = pulumi.Config()
     raw = {key: value for key in declared_config_keys() if (value := config.get(key)) is not None}
-    return validate(raw)
+    return validate(raw, PROJECT_FILE.parent)

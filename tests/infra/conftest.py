@@ -19,3 +19,51 @@ def prod_run() -> ProgramRun:
 def ephemeral_run() -> ProgramRun:
     """A fresh per-pull-request stack: no stack file, Pulumi.yaml defaults plus `ephemeral: true`."""
     return run_program("pr-123", {"ephemeral": True})
+
+
+# A user's own project: the image is built from it instead of app/.
+OWN_PROJECT = "tests/infra/fixtures/own_project"
+CERTIFICATE_ARN = "arn:aws:acm:us-east-1:123456789012:certificate/0a1b2c3d-4e5f"
+CUSTOM_POOLS = [
+    {
+        "name": "fast",
+        "queues": ["default"],
+        "concurrency": 8,
+        "cpu": 1024,
+        "memory": 2048,
+        "minCount": 1,
+        "maxCount": 6,
+        "spot": False,
+    },
+    {
+        "name": "bulk",
+        "queues": ["email", "reports"],
+        "concurrency": 2,
+        "cpu": 512,
+        "memory": 1024,
+        "minCount": 0,
+        "maxCount": 3,
+        "spot": True,
+    },
+]
+
+
+@pytest.fixture(scope="session")
+def custom_run() -> ProgramRun:
+    """A new stack that turns on the optional features: HTTPS with a domain, one NAT gateway, Graviton,
+    Valkey, two worker pools, no Beat, and the image built from the user's own project."""
+    return run_program(
+        "pr-456",
+        {
+            "certificateArn": CERTIFICATE_ARN,
+            "domainName": "app.example.com",
+            "natMode": "single",
+            "imagePlatform": "linux/arm64",
+            "redisEngine": "valkey",
+            "redisEngineVersion": "8.0",
+            "workerPools": CUSTOM_POOLS,
+            "beatEnabled": False,
+            "imageContext": OWN_PROJECT,
+            "imageDockerfile": f"{OWN_PROJECT}/Dockerfile",
+        },
+    )

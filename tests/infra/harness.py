@@ -16,7 +16,7 @@ import runpy
 import sys
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,11 @@ class RecordedResource:
     inputs: dict  # engine (camelCase) inputs, secrets unwrapped
     parent: str | None  # parent URN, None for resources parented to the stack
     dependencies: tuple[str, ...]  # URNs the resource depends on (depends_on and inputs)
+    # Resource options the engine acts on: protect, retainOnDelete, deleteBeforeReplace,
+    # ignoreChanges (engine property names) and provider (its reference, "" for the default one).
+    options: dict = field(default_factory=dict)
+    id: str = ""  # the (fabricated) physical id
+    state: dict = field(default_factory=dict)  # the (fabricated) outputs: inputs plus computed values
 
 
 @dataclass
@@ -124,6 +129,16 @@ def stack_config(stack: str, overrides: Mapping[str, object] | None = None) -> d
     return config
 
 
+def bare_config(stack: str, overrides: Mapping[str, object] | None = None) -> dict[str, str]:
+    """This project's keys of `stack_config`, without their namespace (what `validate()` takes)."""
+    prefix = f"{project_name()}:"
+    return {
+        key[len(prefix) :]: value
+        for key, value in stack_config(stack, overrides).items()
+        if key.startswith(prefix)
+    }
+
+
 # --- fabricated provider answers --------------------------------------------------------------------
 
 
@@ -181,35 +196,50 @@ class FabricatingMocks(Mocks):
             case "aws:ec2/natGateway:NatGateway":
                 computed["id"] = f"nat-{suffix}"
             case "aws:ec2/eip:Eip":
-                computed.update(id=f"eipalloc-{suffix}", allocationId=f"eipalloc-{suffix}",
-                                publicIp="203.0.113.10")
+                computed.update(
+                    id=f"eipalloc-{suffix}", allocationId=f"eipalloc-{suffix}", publicIp="203.0.113.10"
+                )
             case "aws:ec2/routeTable:RouteTable":
                 computed["id"] = f"rtb-{suffix}"
             case "aws:rds/instance:Instance":
                 address = f"{physical_name}.{suffix}.{REGION}.rds.amazonaws.com"
-                computed.update(address=address, endpoint=f"{address}:5432", port=inputs.get("port", 5432),
-                                arn=_arn("rds", f"db:{physical_name}"), resourceId=f"db-{suffix.upper()}")
+                computed.update(
+                    address=address,
+                    endpoint=f"{address}:5432",
+                    identifier=inputs.get("identifier") or physical_name,
+                    port=inputs.get("port", 5432),
+                    arn=_arn("rds", f"db:{physical_name}"),
+                    resourceId=f"db-{suffix.upper()}",
+                )
             case "aws:elasticache/replicationGroup:ReplicationGroup":
                 computed.update(
                     primaryEndpointAddress=f"master.{physical_name}.{suffix}.use1.cache.amazonaws.com",
                     readerEndpointAddress=f"replica.{physical_name}.{suffix}.use1.cache.amazonaws.com",
                     port=inputs.get("port", 6379),
                     arn=_arn("elasticache", f"replicationgroup:{physical_name}"),
-                    memberClusters=[f"{physical_name}-001"])
+                    memberClusters=[f"{physical_name}-001"],
+                )
             case "aws:ecr/repository:Repository":
-                computed.update(repositoryUrl=f"{ACCOUNT_ID}.dkr.ecr.{REGION}.amazonaws.com/{physical_name}",
-                                registryId=ACCOUNT_ID, arn=_arn("ecr", f"repository/{physical_name}"))
+                computed.update(
+                    repositoryUrl=f"{ACCOUNT_ID}.dkr.ecr.{REGION}.amazonaws.com/{physical_name}",
+                    registryId=ACCOUNT_ID,
+                    arn=_arn("ecr", f"repository/{physical_name}"),
+                )
             case "docker:index/image:Image":
                 repository = str(inputs.get("imageName", name)).rsplit(":", 1)[0]
                 computed["repoDigest"] = f"{repository}@sha256:{_digest(json.dumps(inputs, sort_keys=True))}"
             case "aws:lb/loadBalancer:LoadBalancer":
                 computed.update(
                     dnsName=f"{physical_name}-1234567890.{REGION}.elb.amazonaws.com",
-                    zoneId="Z35SXDOTRQ7X7K", arnSuffix=f"app/{physical_name}/{suffix}",
-                    arn=_arn("elasticloadbalancing", f"loadbalancer/app/{physical_name}/{suffix}"))
+                    zoneId="Z35SXDOTRQ7X7K",
+                    arnSuffix=f"app/{physical_name}/{suffix}",
+                    arn=_arn("elasticloadbalancing", f"loadbalancer/app/{physical_name}/{suffix}"),
+                )
             case "aws:lb/targetGroup:TargetGroup":
-                computed.update(arnSuffix=f"targetgroup/{physical_name}/{suffix}",
-                                arn=_arn("elasticloadbalancing", f"targetgroup/{physical_name}/{suffix}"))
+                computed.update(
+                    arnSuffix=f"targetgroup/{physical_name}/{suffix}",
+                    arn=_arn("elasticloadbalancing", f"targetgroup/{physical_name}/{suffix}"),
+                )
             case "aws:lb/listener:Listener":
                 computed["arn"] = _arn("elasticloadbalancing", f"listener/app/{physical_name}/{suffix}")
             case "aws:ecs/cluster:Cluster":
@@ -219,18 +249,24 @@ class FabricatingMocks(Mocks):
                 computed["id"] = _arn("ecs", f"service/{cluster}/{physical_name}")
             case "aws:ecs/taskDefinition:TaskDefinition":
                 family = inputs.get("family", physical_name)
-                computed.update(arn=_arn("ecs", f"task-definition/{family}:1"), revision=1,
-                                arnWithoutRevision=_arn("ecs", f"task-definition/{family}"))
+                computed.update(
+                    arn=_arn("ecs", f"task-definition/{family}:1"),
+                    revision=1,
+                    arnWithoutRevision=_arn("ecs", f"task-definition/{family}"),
+                )
             case "aws:cloudwatch/logGroup:LogGroup":
                 computed["arn"] = _arn("logs", f"log-group:{physical_name}")
             case "aws:iam/role:Role":
-                computed.update(arn=f"arn:aws:iam::{ACCOUNT_ID}:role/{physical_name}",
-                                uniqueId=f"AROA{suffix}")
+                computed.update(
+                    arn=f"arn:aws:iam::{ACCOUNT_ID}:role/{physical_name}", uniqueId=f"AROA{suffix}"
+                )
             case "aws:secretsmanager/secret:Secret":
                 arn = _arn("secretsmanager", f"secret:{physical_name}-{suffix[:6]}")
                 computed.update(arn=arn, id=arn)
             case "aws:secretsmanager/secretVersion:SecretVersion":
                 computed["versionId"] = f"version-{suffix}"
+            case "random:index/randomId:RandomId":
+                computed.update(hex=suffix, dec=str(int(suffix, 16)), b64Url=suffix, b64Std=suffix)
             case "random:index/randomPassword:RandomPassword" | "random:index/randomString:RandomString":
                 length = int(inputs.get("length", 32))
                 computed["result"] = (_digest("secret", name) * 4)[:length]
@@ -239,20 +275,37 @@ class FabricatingMocks(Mocks):
     def call(self, args: MockCallArgs) -> dict:
         match args.token:
             case "aws:index/getAvailabilityZones:getAvailabilityZones":
-                return {"names": list(AVAILABILITY_ZONES), "zoneIds": ["use1-az1", "use1-az2", "use1-az4"],
-                        "id": REGION}
+                return {
+                    "names": list(AVAILABILITY_ZONES),
+                    "zoneIds": ["use1-az1", "use1-az2", "use1-az4"],
+                    "id": REGION,
+                }
             case "aws:index/getCallerIdentity:getCallerIdentity":
-                return {"accountId": ACCOUNT_ID, "arn": f"arn:aws:iam::{ACCOUNT_ID}:user/deployer",
-                        "userId": "AIDAEXAMPLE", "id": ACCOUNT_ID}
+                return {
+                    "accountId": ACCOUNT_ID,
+                    "arn": f"arn:aws:iam::{ACCOUNT_ID}:user/deployer",
+                    "userId": "AIDAEXAMPLE",
+                    "id": ACCOUNT_ID,
+                }
             case "aws:index/getRegion:getRegion":
-                return {"name": REGION, "region": REGION, "id": REGION,
-                        "description": "US East (N. Virginia)", "endpoint": f"ec2.{REGION}.amazonaws.com"}
+                return {
+                    "name": REGION,
+                    "region": REGION,
+                    "id": REGION,
+                    "description": "US East (N. Virginia)",
+                    "endpoint": f"ec2.{REGION}.amazonaws.com",
+                }
             case "aws:index/getPartition:getPartition":
                 return {"partition": "aws", "dnsSuffix": "amazonaws.com", "id": "aws"}
             case "aws:ecr/getAuthorizationToken:getAuthorizationToken":
-                return {"userName": "AWS", "password": "ecr-password", "authorizationToken": "QVdTOmVjcg==",
-                        "proxyEndpoint": f"https://{ACCOUNT_ID}.dkr.ecr.{REGION}.amazonaws.com",
-                        "expiresAt": "2030-01-01T00:00:00Z", "id": REGION}
+                return {
+                    "userName": "AWS",
+                    "password": "ecr-password",
+                    "authorizationToken": "QVdTOmVjcg==",
+                    "proxyEndpoint": f"https://{ACCOUNT_ID}.dkr.ecr.{REGION}.amazonaws.com",
+                    "expiresAt": "2030-01-01T00:00:00Z",
+                    "id": REGION,
+                }
         raise NotImplementedError(f"the test harness has no answer for the data source {args.token}; add one")
 
 
@@ -271,12 +324,30 @@ class RecordingMonitor(MockMonitor):
             dependencies = set(request.dependencies)
             for property_dependencies in request.propertyDependencies.values():
                 dependencies.update(property_dependencies.urns)
-            parented_to_stack = not request.parent or "pulumi:pulumi:Stack" in request.parent
+            # A URN's type part is the parent chain; its last element is the parent's own type.
+            parent_type = request.parent.split("::")[2].split("$")[-1] if request.parent else ""
+            parented_to_stack = parent_type in ("", "pulumi:pulumi:Stack")
             parent = None if parented_to_stack else request.parent
             with self._lock:
-                self.recorded.append(RecordedResource(
-                    type=request.type, name=request.name, urn=response.urn, inputs=inputs, parent=parent,
-                    dependencies=tuple(sorted(dependencies))))
+                self.recorded.append(
+                    RecordedResource(
+                        type=request.type,
+                        name=request.name,
+                        urn=response.urn,
+                        inputs=inputs,
+                        parent=parent,
+                        dependencies=tuple(sorted(dependencies)),
+                        id=response.id,
+                        state=unwrap_secrets(self.resources[response.urn].state),
+                        options={
+                            "protect": request.protect,
+                            "retainOnDelete": request.retainOnDelete,
+                            "deleteBeforeReplace": request.deleteBeforeReplace,
+                            "ignoreChanges": tuple(request.ignoreChanges),
+                            "provider": request.provider,  # "<provider URN>::<id>", "" for the default
+                        },
+                    )
+                )
         return response
 
 

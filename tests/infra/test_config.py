@@ -10,15 +10,13 @@ from infra.config import (
     declared_config_keys,
     validate,
 )
-from tests.infra.harness import ProgramFailed, run_program, stack_config
+from tests.infra.harness import ProgramFailed, bare_config, run_program
 
 PROJECT = "djcelery"
 
 
 def raw_config(stack: str = "pr-123", **overrides: object) -> dict[str, str]:
-    """Bare-key config for `stack` as the CLI hands it to the program (strings, JSON for lists)."""
-    namespaced = stack_config(stack, overrides)
-    return {key.split(":", 1)[1]: value for key, value in namespaced.items() if key.startswith(f"{PROJECT}:")}
+    return bare_config(stack, overrides)
 
 
 def problems_for(**overrides: object) -> dict[str, str]:
@@ -72,43 +70,85 @@ def test_stack_specific_values_override_defaults() -> None:
 @pytest.mark.parametrize(
     ("overrides", "key", "message"),
     [
-        ({"workerPools": [default_pool(minCount=3, maxCount=2)]}, "workerPools[0].minCount",
-         "got 3; allowed: at most maxCount (2)"),
-        ({"webCpu": 256, "webMemory": 4096},
-         "webCpu/webMemory", "got [256, 4096]; allowed: a Fargate task size"),
-        ({"workerPools": [default_pool(cpu=512, memory=512)]}, "workerPools[0].cpu/memory",
-         "got [512, 512]; allowed: a Fargate task size"),
+        (
+            {"workerPools": [default_pool(minCount=3, maxCount=2)]},
+            "workerPools[0].minCount",
+            "got 3; allowed: at most maxCount (2)",
+        ),
+        (
+            {"webCpu": 256, "webMemory": 4096},
+            "webCpu/webMemory",
+            "got [256, 4096]; allowed: a Fargate task size",
+        ),
+        (
+            {"workerPools": [default_pool(cpu=512, memory=512)]},
+            "workerPools[0].cpu/memory",
+            "got [512, 512]; allowed: a Fargate task size",
+        ),
         ({"redisEngine": "memcached"}, "redisEngine", 'got "memcached"; allowed: redis, valkey'),
-        ({"dbEngineVersion": "postgres-16"},
-         "dbEngineVersion", 'got "postgres-16"; allowed: MAJOR or MAJOR.MINOR'),
-        ({"dbEngineVersion": "9.6"},
-         "dbEngineVersion", 'got "9.6"; allowed: major version 13, 14, 15, 16, 17'),
+        (
+            {"dbEngineVersion": "postgres-16"},
+            "dbEngineVersion",
+            'got "postgres-16"; allowed: MAJOR or MAJOR.MINOR',
+        ),
+        (
+            {"dbEngineVersion": "9.6"},
+            "dbEngineVersion",
+            'got "9.6"; allowed: major version 13, 14, 15, 16, 17',
+        ),
         ({"redisEngineVersion": "7"}, "redisEngineVersion", 'got "7"; allowed: MAJOR.MINOR'),
-        ({"redisEngine": "valkey", "redisEngineVersion": "6.2"}, "redisEngineVersion",
-         "allowed: for valkey, major version 7 or 8"),
+        (
+            {"redisEngine": "valkey", "redisEngineVersion": "6.2"},
+            "redisEngineVersion",
+            "allowed: for valkey, major version 7 or 8",
+        ),
         ({"logRetentionDays": -1}, "logRetentionDays", 'got "-1"; allowed: 1, 3, 5, 7, 14'),
-        ({"dbBackupRetentionDays": -7},
-         "dbBackupRetentionDays", 'got "-7"; allowed: an integer from 1 to 35'),
+        (
+            {"dbBackupRetentionDays": -7},
+            "dbBackupRetentionDays",
+            'got "-7"; allowed: an integer from 1 to 35',
+        ),
         ({"natMode": "dual"}, "natMode", 'got "dual"; allowed: none, single, per_az'),
-        ({"redisClusterMode": True},
-         "redisClusterMode", 'got "true"; allowed: false (Celery\'s Redis transport'),
-        ({"redisServerless": True},
-         "redisServerless", "allowed: false (ElastiCache Serverless is a Redis Cluster"),
-        ({"ephemeral": True, "dbDeletionProtection": True}, "dbDeletionProtection",
-         "allowed: false in an ephemeral stack"),
-        ({"ephemeral": True, "albDeletionProtection": True}, "albDeletionProtection",
-         "allowed: false in an ephemeral stack"),
+        (
+            {"redisClusterMode": True},
+            "redisClusterMode",
+            'got "true"; allowed: false (Celery\'s Redis transport',
+        ),
+        (
+            {"redisServerless": True},
+            "redisServerless",
+            "allowed: false (ElastiCache Serverless is a Redis Cluster",
+        ),
+        (
+            {"ephemeral": True, "dbDeletionProtection": True},
+            "dbDeletionProtection",
+            "allowed: false in an ephemeral stack",
+        ),
+        (
+            {"ephemeral": True, "albDeletionProtection": True},
+            "albDeletionProtection",
+            "allowed: false in an ephemeral stack",
+        ),
         ({"workerStopTimeoutSeconds": 300}, "workerStopTimeoutSeconds", "allowed: an integer from 2 to 120"),
-        ({"taskSoftTimeLimitSeconds": 300},
-         "taskSoftTimeLimitSeconds", "less than taskTimeLimitSeconds (300)"),
-        ({"visibilityTimeoutSeconds": 200},
-         "visibilityTimeoutSeconds", "more than taskTimeLimitSeconds (300)"),
+        (
+            {"taskSoftTimeLimitSeconds": 300},
+            "taskSoftTimeLimitSeconds",
+            "less than taskTimeLimitSeconds (300)",
+        ),
+        (
+            {"visibilityTimeoutSeconds": 200},
+            "visibilityTimeoutSeconds",
+            "more than taskTimeLimitSeconds (300)",
+        ),
         ({"albIdleTimeoutSeconds": 30}, "albIdleTimeoutSeconds", "more than gunicornTimeoutSeconds (30)"),
         ({"webCpu": "lots"}, "webCpu", 'got "lots"; allowed: an integer from 256 to 16384'),
         ({"beatEnabled": "yes"}, "beatEnabled", 'got "yes"; allowed: true or false'),
         ({"workerPools": []}, "workerPools", "allowed: a non-empty list"),
-        ({"workerPools": [default_pool(), default_pool()]},
-         "workerPools", "unique pool names (repeated: default)"),
+        (
+            {"workerPools": [default_pool(), default_pool()]},
+            "workerPools",
+            "unique pool names (repeated: default)",
+        ),
         ({"workerPools": [default_pool(queues=[])]}, "workerPools[0].queues", "a non-empty list of distinct"),
         ({"workerPools": [{"name": "x"}]}, "workerPools[0]", "an object with exactly the fields"),
         ({"certificateArn": "my-cert"}, "certificateArn", "empty, or an ACM certificate ARN"),

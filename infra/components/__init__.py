@@ -1,0 +1,1 @@
+"""One Pulumi component per concern; each declares its resources as its children."""
