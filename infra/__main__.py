@@ -1,7 +1,7 @@
 """The Pulumi program: Django web, Celery workers and Celery Beat on ECS Fargate.
 
 It reads like the architecture: config -> network -> data stores -> secrets -> image -> cluster ->
-load balancer -> release -> services (web, workers, beat) -> outputs.
+load balancer -> release (migrations) -> services (web, workers, beat) -> outputs.
 """
 
 import sys
@@ -31,6 +31,7 @@ from infra.components.fargate_service import (  # noqa: E402
 )
 from infra.components.image import AppImage, AppImageArgs  # noqa: E402
 from infra.components.network import Network, NetworkArgs  # noqa: E402
+from infra.components.release import Release, ReleaseArgs  # noqa: E402
 from infra.components.secrets import AppSecrets, AppSecretsArgs  # noqa: E402
 from infra.components.web import WebLoadBalancer, WebLoadBalancerArgs  # noqa: E402
 from infra.config import load_stack_config  # noqa: E402
@@ -111,6 +112,9 @@ load_balancer = WebLoadBalancer(
         idle_timeout_seconds=config.alb_idle_timeout_seconds,
         deletion_protection=config.alb_deletion_protection,
         certificate_arn=config.certificate_arn,
+        access_logs=config.alb_access_logs,
+        log_retention_days=config.log_retention_days,
+        ephemeral=config.ephemeral,
     ),
     aws_only,
 )
@@ -149,7 +153,22 @@ migrate = FargateTask(
     FargateTaskArgs(config.web_cpu, config.web_memory, containers.migrate_container, runtime),
     aws_only,
 )
-# The release (migrations run as this task before any service rolls out) gates the services below.
+# Migrations run once per new image or migrate task definition; every service waits for them.
+release = Release(
+    "release",
+    ReleaseArgs(
+        cluster=cluster.arn,
+        task_definition_arn=migrate.task_definition_arn,
+        image=image.image_ref,
+        subnet_ids=network.service_subnet_ids,
+        security_group_ids=[network.app_security_group_id],
+        assign_public_ip=network.assign_public_ip,
+        log_group_name=migrate.log_group_name,
+        region=region,
+        timeout_seconds=config.migrate_timeout_seconds,
+    ),
+    aws_only,
+)
 
 web = FargateService(
     "web",
@@ -169,7 +188,7 @@ web = FargateService(
             health_check_grace_period_seconds=WEB_HEALTH_CHECK_GRACE_SECONDS,
         ),
         wait_for_steady_state=True,
-        depends_on=load_balancer.listeners,
+        depends_on=[release, *load_balancer.listeners],
     ),
     aws_only,
 )
@@ -191,6 +210,7 @@ workers = {
             desired_count=pool.min_count,
             spot=pool.spot,
             autoscaled=True,
+            depends_on=[release],
         ),
         aws_only,
     )
@@ -208,6 +228,7 @@ beat = (
             minimum_healthy_percent=0,
             maximum_percent=100,
             availability_zone_rebalancing=False,
+            depends_on=[release],
         ),
         aws_only,
     )

@@ -127,6 +127,7 @@ class StackConfig:
     domain_name: str
     alb_idle_timeout_seconds: int
     alb_deletion_protection: bool
+    alb_access_logs: bool
     gunicorn_timeout_seconds: int
     worker_pools: tuple[WorkerPool, ...]
     beat_enabled: bool
@@ -381,6 +382,7 @@ def validate(raw: Mapping[str, object], project_root: Path | None = None) -> Sta
         ),
         "alb_idle_timeout_seconds": read.integer("albIdleTimeoutSeconds", 1, 4000),
         "alb_deletion_protection": read.boolean("albDeletionProtection"),
+        "alb_access_logs": read.boolean("albAccessLogs"),
         "gunicorn_timeout_seconds": read.integer("gunicornTimeoutSeconds", 1, 3600),
         "worker_pools": read.worker_pools("workerPools"),
         "beat_enabled": read.boolean("beatEnabled"),

@@ -1,11 +1,13 @@
 """The public entry point: an ALB in the public subnets forwarding to the web tasks.
 
 The target group checks `/healthz`. With a certificate, HTTPS uses a TLS 1.3 policy and plain HTTP
-answers with a redirect to HTTPS; without one, HTTP forwards to the app.
+answers with a redirect to HTTPS; without one, HTTP forwards to the app. Access logs, when on, go
+to a private, encrypted bucket that expires them after the stack's log retention.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -28,6 +30,44 @@ class WebLoadBalancerArgs:
     idle_timeout_seconds: int
     deletion_protection: bool
     certificate_arn: str  # empty: HTTP only
+    access_logs: bool
+    log_retention_days: int
+    ephemeral: bool  # the access log bucket is emptied on destroy
+
+
+def access_log_bucket_policy(bucket_arn: str, elb_account_arn: str) -> str:
+    """ALB log delivery may write objects: regions older than 2022 deliver as a regional ELB account,
+    newer ones as the log delivery service."""
+    objects = f"{bucket_arn}/AWSLogs/*"
+    return json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Sid": "ElbAccountWritesLogs",
+                    "Effect": "Allow",
+                    "Principal": {"AWS": elb_account_arn},
+                    "Action": "s3:PutObject",
+                    "Resource": objects,
+                },
+                {
+                    "Sid": "LogDeliveryWritesLogs",
+                    "Effect": "Allow",
+                    "Principal": {"Service": "logdelivery.elasticloadbalancing.amazonaws.com"},
+                    "Action": "s3:PutObject",
+                    "Resource": objects,
+                },
+                {
+                    "Sid": "TlsOnly",
+                    "Effect": "Deny",
+                    "Principal": "*",
+                    "Action": "s3:*",
+                    "Resource": [bucket_arn, f"{bucket_arn}/*"],
+                    "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+                },
+            ],
+        }
+    )
 
 
 class WebLoadBalancer(pulumi.ComponentResource):
@@ -40,6 +80,7 @@ class WebLoadBalancer(pulumi.ComponentResource):
     ) -> None:
         super().__init__("djcelery:index:WebLoadBalancer", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
+        access_logs, log_policy = self._access_logs(name, args) if args.access_logs else (None, None)
         load_balancer = aws.lb.LoadBalancer(
             f"{name}-alb",
             load_balancer_type="application",
@@ -49,7 +90,9 @@ class WebLoadBalancer(pulumi.ComponentResource):
             drop_invalid_header_fields=True,
             enable_deletion_protection=args.deletion_protection,
             idle_timeout=args.idle_timeout_seconds,
-            opts=child,
+            access_logs=access_logs,
+            # The ALB checks at creation that it may write to the bucket.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[log_policy] if log_policy else None),
         )
         target_group = aws.lb.TargetGroup(
             f"{name}-targets",
@@ -111,3 +154,56 @@ class WebLoadBalancer(pulumi.ComponentResource):
         self.dns_name = load_balancer.dns_name
         self.target_group_arn = target_group.arn
         self.register_outputs({"dns_name": self.dns_name, "target_group_arn": self.target_group_arn})
+
+    def _access_logs(
+        self, name: str, args: WebLoadBalancerArgs
+    ) -> tuple[aws.lb.LoadBalancerAccessLogsArgs, aws.s3.BucketPolicy]:
+        child = pulumi.ResourceOptions(parent=self)
+        bucket = aws.s3.Bucket(f"{name}-access-logs", force_destroy=args.ephemeral, opts=child)
+        aws.s3.BucketPublicAccessBlock(
+            f"{name}-access-logs",
+            bucket=bucket.id,
+            block_public_acls=True,
+            block_public_policy=True,
+            ignore_public_acls=True,
+            restrict_public_buckets=True,
+            opts=child,
+        )
+        # ALB access logs support only S3-managed keys.
+        aws.s3.BucketServerSideEncryptionConfiguration(
+            f"{name}-access-logs",
+            bucket=bucket.id,
+            rules=[
+                aws.s3.BucketServerSideEncryptionConfigurationRuleArgs(
+                    apply_server_side_encryption_by_default=aws.s3.BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgs(
+                        sse_algorithm="AES256"
+                    )
+                )
+            ],
+            opts=child,
+        )
+        aws.s3.BucketLifecycleConfiguration(
+            f"{name}-access-logs",
+            bucket=bucket.id,
+            rules=[
+                aws.s3.BucketLifecycleConfigurationRuleArgs(
+                    id="expire-access-logs",
+                    status="Enabled",
+                    filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=""),
+                    expiration=aws.s3.BucketLifecycleConfigurationRuleExpirationArgs(
+                        days=args.log_retention_days
+                    ),
+                )
+            ],
+            opts=child,
+        )
+        elb_account = aws.elb.get_service_account_output(opts=pulumi.InvokeOutputOptions(parent=self))
+        policy = aws.s3.BucketPolicy(
+            f"{name}-access-logs",
+            bucket=bucket.id,
+            policy=pulumi.Output.all(bucket.arn, elb_account.arn).apply(
+                lambda values: access_log_bucket_policy(*values)
+            ),
+            opts=child,
+        )
+        return aws.lb.LoadBalancerAccessLogsArgs(bucket=bucket.id, enabled=True), policy

@@ -50,11 +50,14 @@ CUSTOM_POOLS = [
 
 @pytest.fixture(scope="session")
 def custom_run() -> ProgramRun:
-    """A new stack that turns on the optional features: HTTPS with a domain, one NAT gateway, Graviton,
-    Valkey, two worker pools, no Beat, and the image built from the user's own project."""
+    """A new ephemeral stack that turns on the optional features: HTTPS with a domain, ALB access logs,
+    one NAT gateway, Graviton, Valkey, two worker pools, no Beat, and the image built from the user's
+    own project."""
     return run_program(
         "pr-456",
         {
+            "ephemeral": True,
+            "albAccessLogs": True,
             "certificateArn": CERTIFICATE_ARN,
             "domainName": "app.example.com",
             "natMode": "single",

@@ -242,6 +242,8 @@ class FabricatingMocks(Mocks):
                 )
             case "aws:lb/listener:Listener":
                 computed["arn"] = _arn("elasticloadbalancing", f"listener/app/{physical_name}/{suffix}")
+            case "aws:s3/bucket:Bucket":
+                computed.update(id=physical_name, bucket=physical_name, arn=f"arn:aws:s3:::{physical_name}")
             case "aws:ecs/cluster:Cluster":
                 computed["arn"] = _arn("ecs", f"cluster/{physical_name}")
             case "aws:ecs/service:Service":
@@ -295,6 +297,8 @@ class FabricatingMocks(Mocks):
                     "description": "US East (N. Virginia)",
                     "endpoint": f"ec2.{REGION}.amazonaws.com",
                 }
+            case "aws:elb/getServiceAccount:getServiceAccount":
+                return {"arn": "arn:aws:iam::127311923021:root", "id": "127311923021"}
             case "aws:index/getPartition:getPartition":
                 return {"partition": "aws", "dnsSuffix": "amazonaws.com", "id": "aws"}
             case "aws:ecr/getAuthorizationToken:getAuthorizationToken":

@@ -1,5 +1,7 @@
 """The public load balancer: health checks, timeouts, HTTP and HTTPS."""
 
+import json
+
 import pytest
 
 from infra import app_contract
@@ -70,3 +72,42 @@ def test_with_a_certificate_https_uses_tls13_and_http_redirects(custom_run: Prog
         {"type": "redirect", "redirect": {"protocol": "HTTPS", "port": "443", "statusCode": "HTTP_301"}}
     ]
     assert custom_run.outputs["webUrl"] == "https://app.example.com"
+
+
+@pytest.mark.parametrize(
+    ("run_name", "retention", "force_destroy"), [("prod_run", 365, False), ("custom_run", 7, True)]
+)
+def test_access_logs_go_to_a_private_encrypted_expiring_bucket(
+    run_name: str, retention: int, force_destroy: bool, request
+) -> None:
+    run: ProgramRun = request.getfixturevalue(run_name)
+    bucket = run.one("aws:s3/bucket:Bucket")
+    assert bucket.inputs["forceDestroy"] is force_destroy
+    assert run.one(LOAD_BALANCER).inputs["accessLogs"] == {"bucket": bucket.id, "enabled": True}
+    public_access = run.one("aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock").inputs
+    assert all(
+        public_access[key] is True
+        for key in ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets")
+    )
+    [encryption] = run.one(
+        "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration"
+    ).inputs["rules"]
+    assert encryption["applyServerSideEncryptionByDefault"] == {"sseAlgorithm": "AES256"}
+    [lifecycle] = run.one("aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration").inputs["rules"]
+    assert (lifecycle["status"], lifecycle["expiration"]["days"]) == ("Enabled", retention)
+    policy = run.one("aws:s3/bucketPolicy:BucketPolicy")
+    writers = [
+        statement["Principal"]
+        for statement in json.loads(policy.inputs["policy"])["Statement"]
+        if statement["Action"] == "s3:PutObject"
+    ]
+    assert writers == [
+        {"AWS": "arn:aws:iam::127311923021:root"},
+        {"Service": "logdelivery.elasticloadbalancing.amazonaws.com"},
+    ]
+    assert policy.urn in run.one(LOAD_BALANCER).dependencies, "the ALB checks its log bucket at creation"
+
+
+def test_access_logs_are_off_by_default(dev_run: ProgramRun) -> None:
+    assert "accessLogs" not in dev_run.one(LOAD_BALANCER).inputs
+    assert dev_run.of_type("aws:s3/bucket:Bucket") == []
