@@ -6,6 +6,7 @@ All Celery settings are in Django settings under the CELERY_ prefix (config/sett
 import os
 
 from celery import Celery
+from django.conf import settings
 
 from core.celery_lifecycle import WorkerHeartbeat
 
@@ -13,5 +14,14 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
 
 app = Celery("config")
 app.config_from_object("django.conf:settings", namespace="CELERY")
+# celery-redbeat checks for its settings under their plain names and, not finding them, would
+# fall back to the broker's options (and warn).
+app.conf.update(
+    {
+        name.removeprefix("CELERY_").lower(): getattr(settings, name)
+        for name in dir(settings)
+        if name.startswith("CELERY_REDBEAT_")
+    }
+)
 app.steps["worker"].add(WorkerHeartbeat)
 app.autodiscover_tasks()

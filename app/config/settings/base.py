@@ -226,6 +226,15 @@ CELERY_BEAT_SCHEDULER = "core.beat:HeartbeatRedBeatScheduler"
 CELERY_BEAT_MAX_LOOP_INTERVAL = 5
 CELERY_REDBEAT_REDIS_URL = REDIS_URL
 CELERY_REDBEAT_REDIS_USE_SSL = REDIS_SSL_OPTIONS
+CELERY_REDBEAT_REDIS_OPTIONS = {
+    "socket_connect_timeout": REDIS_SOCKET_CONNECT_TIMEOUT,
+    "socket_timeout": REDIS_SOCKET_TIMEOUT,
+    "socket_keepalive": True,
+    "retry_on_timeout": True,
+    "health_check_interval": REDIS_HEALTH_CHECK_INTERVAL,
+    # Ride out a Redis failover for this long before Beat gives up (and ECS restarts it).
+    "retry_period": 30,
+}
 # A killed Beat holds the lock this long at most (redbeat's default is 25 minutes).
 CELERY_REDBEAT_LOCK_TIMEOUT = 20
 
