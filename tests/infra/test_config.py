@@ -44,6 +44,12 @@ def test_every_declared_key_has_a_type_description_and_default() -> None:
             assert spec.get("type") in {"string", "integer", "boolean"}, f"{key} has no supported type"
 
 
+def test_every_key_is_documented_for_users() -> None:
+    reference = (PROJECT_FILE.parent / "docs" / "infra.md").read_text()
+    undocumented = [key for key in declared_config_keys() if f"| `{key}` |" not in reference]
+    assert undocumented == [], f"docs/infra.md has no configuration reference row for {undocumented}"
+
+
 @pytest.mark.parametrize("stack", ["pr-123", "dev", "prod"])
 def test_each_stack_file_is_a_valid_config(stack: str) -> None:
     assert isinstance(validate(raw_config(stack)), StackConfig)

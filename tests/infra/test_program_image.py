@@ -1,6 +1,7 @@
 """The ECR repository and the image build: configurable inputs, immutable digest-named tags."""
 
 import json
+import re
 
 import pytest
 
@@ -49,6 +50,14 @@ def test_image_is_built_from_the_configured_context_and_pushed_under_a_content_t
     context, dockerfile = ROOT / context, ROOT / dockerfile
     assert image["build"] == {"context": str(context), "dockerfile": str(dockerfile), "platform": platform}
     repository_url = run.one(REPOSITORY).state["repositoryUrl"]
-    assert image["imageName"] == f"{repository_url}:{context_digest(context, dockerfile, platform)}"
+    repository, tag = image["imageName"].rsplit(":", 1)
+    assert repository == repository_url
+    assert re.fullmatch(r"[0-9a-f]{16}", tag), f"the tag must be the build-input digest, got {tag!r}"
     assert image["registry"]["server"] == repository_url
     assert run.outputs["imageRef"] == run.one(IMAGE).state["repoDigest"]
+
+
+def test_the_tag_is_the_digest_of_the_build_inputs(custom_run: ProgramRun) -> None:
+    # The user's project fixture never changes while tests run, unlike app/.
+    tag = custom_run.one(IMAGE).inputs["imageName"].rsplit(":", 1)[1]
+    assert tag == context_digest(ROOT / OWN_PROJECT, ROOT / OWN_PROJECT / "Dockerfile", "linux/arm64")
