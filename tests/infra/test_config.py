@@ -184,9 +184,24 @@ def test_missing_key_is_reported() -> None:
         validate(raw)
 
 
-def test_invalid_config_stops_the_program_before_any_resource() -> None:
+@pytest.mark.parametrize(
+    ("overrides", "key"),
+    [
+        ({"workerPools": [default_pool(minCount=3, maxCount=2)]}, "workerPools[0].minCount"),
+        ({"webCpu": 256, "webMemory": 4096}, "webCpu/webMemory"),
+        ({"redisEngine": "memcached"}, "redisEngine"),
+        ({"dbEngineVersion": "postgres-16"}, "dbEngineVersion"),
+        ({"logRetentionDays": -1}, "logRetentionDays"),
+        ({"natMode": "dual"}, "natMode"),
+        ({"redisClusterMode": True}, "redisClusterMode"),
+        ({"redisServerless": True}, "redisServerless"),
+        ({"dbDeletionProtection": True}, "dbDeletionProtection"),
+        ({"imageDockerfile": "app/Dockerfile.missing"}, "imageDockerfile"),
+    ],
+)
+def test_invalid_config_stops_the_program_before_any_resource(overrides: dict, key: str) -> None:
     with pytest.raises(ProgramFailed) as failure:
-        run_program("pr-123", {"ephemeral": True, "dbDeletionProtection": True, "natMode": "dual"})
+        run_program("pr-123", {"ephemeral": True, **overrides})
     assert isinstance(failure.value.error, StackConfigError), failure.value
-    assert set(failure.value.error.keys) == {"dbDeletionProtection", "natMode"}
+    assert failure.value.error.keys == [key]
     assert failure.value.resources == [], "a resource was declared before the config was validated"

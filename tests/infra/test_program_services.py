@@ -5,6 +5,7 @@ import json
 import pytest
 
 from infra import app_contract
+from infra.fargate import is_valid_task_size
 from tests.infra.conftest import CUSTOM_POOLS
 from tests.infra.ecs_api import (
     api_errors,
@@ -143,6 +144,14 @@ def test_workers_get_the_configured_stop_timeout_and_heartbeat_health_checks(pro
     assert app_contract.WORKER_HEARTBEAT_FILE in worker["healthCheck"]["command"][1]
     assert app_contract.BEAT_HEARTBEAT_FILE in beat["healthCheck"]["command"][1]
     assert web["portMappings"] == [{"containerPort": app_contract.CONTAINER_PORT, "protocol": "tcp"}]
+
+
+@pytest.mark.parametrize("run_name", STACKS)
+def test_every_task_size_is_one_fargate_accepts(run_name: str, request) -> None:
+    run: ProgramRun = request.getfixturevalue(run_name)
+    for definition in run.of_type(TASK_DEFINITION):
+        cpu, memory = int(definition.inputs["cpu"]), int(definition.inputs["memory"])
+        assert is_valid_task_size(cpu, memory), f"{definition.name}: Fargate refuses {cpu}/{memory}"
 
 
 def test_task_sizes_and_architecture_come_from_the_config(
