@@ -8,8 +8,8 @@ allows ECS Exec, runs on the latest platform version and propagates its tags to 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import pulumi
@@ -39,8 +39,11 @@ class TaskRuntime:
 class FargateTaskArgs:
     cpu: int
     memory: int
-    container: ContainerFactory  # (shared context, log group name) -> the container definition
+    container: ContainerFactory  # (shared context, log group name) -> the main container definition
     runtime: TaskRuntime
+    sidecars: Sequence[ContainerFactory] = ()  # further containers of the same task
+    # Extra permissions of the task role for what the containers call: suffix -> policy JSON.
+    task_role_policies: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
 
 
 class FargateTask(pulumi.ComponentResource):
@@ -80,11 +83,15 @@ class FargateTask(pulumi.ComponentResource):
             description=f"AWS calls made by the {name} app containers",
             opts=child,
         )
-        aws.iam.RolePolicy(
-            f"{name}-task-exec", role=task_role.id, policy=json.dumps(iam.ecs_exec_policy()), opts=child
-        )
+        policies = {"exec": json.dumps(iam.ecs_exec_policy()), **args.task_role_policies}
+        for suffix, policy in policies.items():
+            aws.iam.RolePolicy(f"{name}-task-{suffix}", role=task_role.id, policy=policy, opts=child)
 
-        container = runtime.containers.apply(lambda context: args.container(context, self.log_group_name))
+        definitions = runtime.containers.apply(
+            lambda context: [
+                factory(context, self.log_group_name) for factory in (args.container, *args.sidecars)
+            ]
+        )
         task_definition = aws.ecs.TaskDefinition(
             f"{name}-task-definition",
             family=f"{runtime.name_prefix}-{name}",
@@ -98,10 +105,10 @@ class FargateTask(pulumi.ComponentResource):
             execution_role_arn=execution_role.arn,
             task_role_arn=task_role.arn,
             volumes=[aws.ecs.TaskDefinitionVolumeArgs(name=volume["name"]) for volume in task_volumes()],
-            container_definitions=container.apply(lambda definition: json.dumps([definition])),
+            container_definitions=definitions.apply(json.dumps),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[log_group]),
         )
-        self.container_name = container.apply(lambda definition: definition["name"])
+        self.container_name = definitions.apply(lambda containers: containers[0]["name"])
         self.task_definition_arn = task_definition.arn
         self.register_outputs(
             {"task_definition_arn": self.task_definition_arn, "log_group_name": self.log_group_name}
