@@ -1,0 +1,249 @@
+"""Scaling reaction model: the deployed worker-scaling policy against bursts of one-second tasks.
+
+For each worker pool of the dev and prod stacks, the policy set the stack deploys
+(`infra.scaling.policy_set`: publish interval, alarm periods and evaluation periods, cooldowns,
+wake-up steps) is played by `infra.scaling.simulate` against a burst of 1,000 and 10,000 tasks of
+one second landing at once on an idle pool. Fargate start-up is the stated assumption
+`infra.scaling.FARGATE_STARTUP_SECONDS`. Reported per burst: time to the first scale-out decision
+and to the first added worker running, time to drain the queue, time back to the minimum, and the
+worker-minutes used against the ideal (the work divided by the pool's concurrency).
+
+    .venv/bin/python -m bench.scaling
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+from bench.report import describe_machine, machine_facts, table, write_results
+from infra.config import StackConfig, WorkerPool, validate
+from infra.scaling import (
+    DEV_EXAMPLE,
+    FARGATE_STARTUP_SECONDS,
+    PROD_EXAMPLE,
+    ScalingParameters,
+    SimulationSample,
+    policy_set,
+    reaction_times,
+    simulate,
+)
+from tests.infra.harness import bare_config
+
+BURST_SIZES = (1_000, 10_000)
+BURST_TASK_SECONDS = 1
+BURST_AT_SECOND = 30
+# Simulated time after the worst-case return to min, so a slower-than-expected run still ends there.
+SIMULATION_MARGIN_SECONDS = 600
+# Timing values of the scaling policy that the stack config does not (yet) carry per pool:
+# the documented dev and prod examples of docs/autoscaling.md.
+POLICY_TIMING = {"dev": DEV_EXAMPLE, "prod": PROD_EXAMPLE}
+
+
+def stack_config(stack: str) -> StackConfig:
+    """The validated config of `stack`: Pulumi.yaml defaults plus Pulumi.<stack>.yaml."""
+    return validate(bare_config(stack))
+
+
+def pool_parameters(stack: str, config: StackConfig, pool: WorkerPool) -> ScalingParameters:
+    """The scaling parameters of one pool: its size and concurrency, the stack's publish interval."""
+    return replace(
+        POLICY_TIMING[stack],
+        min_workers=pool.min_count,
+        max_workers=pool.max_count,
+        worker_concurrency=pool.concurrency,
+        publish_interval_seconds=config.queue_metrics_interval_seconds,
+    )
+
+
+@dataclass(frozen=True)
+class BurstOutcome:
+    stack: str
+    pool: str
+    tasks: int
+    min_workers: int
+    max_workers: int
+    concurrency: int
+    first_scale_out_s: int | None  # burst -> desired count raised
+    first_added_worker_running_s: int | None  # burst -> one more worker than before is running
+    drained_s: int | None  # burst -> nothing waiting or in flight
+    back_to_min_s: int | None  # burst -> desired and running back at min
+    peak_workers: int
+    worker_minutes: float  # billed: running (incl. draining) plus each start-up
+    ideal_worker_minutes: float  # the work itself: tasks x seconds / concurrency
+
+    @property
+    def overhead(self) -> float:
+        return self.worker_minutes / self.ideal_worker_minutes
+
+
+def run_burst(stack: str, pool: str, params: ScalingParameters, tasks: int) -> BurstOutcome:
+    policies = policy_set(params)
+    # The policy is built for the pool's typical task; the burst's tasks take one second each.
+    burst = replace(params, task_seconds=BURST_TASK_SECONDS)
+    reaction = reaction_times(params, policies)
+    slots = params.max_workers * params.worker_concurrency
+    duration = (
+        BURST_AT_SECOND
+        + reaction.scale_out_decision
+        + FARGATE_STARTUP_SECONDS
+        + math.ceil(tasks * BURST_TASK_SECONDS / slots)
+        + reaction.back_to_min(params.max_workers, params.min_workers)
+        + SIMULATION_MARGIN_SECONDS
+    )
+    samples = simulate(burst, policies, {BURST_AT_SECOND: tasks}, duration)
+    after = samples[BURST_AT_SECOND:]
+    initial = samples[BURST_AT_SECOND - 1]
+
+    def first(condition: Any, among: Sequence[SimulationSample] = after) -> SimulationSample | None:
+        return next((sample for sample in among if condition(sample)), None)
+
+    def since_burst(sample: SimulationSample | None) -> int | None:
+        return None if sample is None else sample.second - BURST_AT_SECOND
+
+    scale_out = first(lambda s: s.desired > initial.desired)
+    added_running = first(lambda s: s.running > initial.running)
+    drained = first(lambda s: s.waiting == 0 and s.in_flight == 0)
+    back = None
+    if drained is not None:
+        after_drain = after[drained.second - BURST_AT_SECOND :]
+        back = first(
+            lambda s: s.desired == params.min_workers and s.running == params.min_workers, after_drain
+        )
+    episode = after[: None if back is None else back.second - BURST_AT_SECOND]
+    started = sum(max(b.desired - a.desired, 0) for a, b in itertools.pairwise(samples))
+    return BurstOutcome(
+        stack=stack,
+        pool=pool,
+        tasks=tasks,
+        min_workers=params.min_workers,
+        max_workers=params.max_workers,
+        concurrency=params.worker_concurrency,
+        first_scale_out_s=since_burst(scale_out),
+        first_added_worker_running_s=since_burst(added_running),
+        drained_s=since_burst(drained),
+        back_to_min_s=since_burst(back),
+        peak_workers=max(sample.running for sample in after),
+        worker_minutes=(sum(sample.running for sample in episode) + started * FARGATE_STARTUP_SECONDS) / 60,
+        ideal_worker_minutes=tasks * BURST_TASK_SECONDS / params.worker_concurrency / 60,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--stack", action="append", choices=sorted(POLICY_TIMING), help="default: dev and prod"
+    )
+    parser.add_argument(
+        "--tasks", action="append", type=int, help=f"burst size; default: {', '.join(map(str, BURST_SIZES))}"
+    )
+    args = parser.parse_args(argv)
+    facts = machine_facts()
+    print(
+        f"Scaling reaction model | bursts of {BURST_TASK_SECONDS}-second tasks at t={BURST_AT_SECOND} s | "
+        f"Fargate start-up {FARGATE_STARTUP_SECONDS} s (assumed) | {describe_machine(facts)}"
+    )
+    policies_used: list[dict[str, Any]] = []
+    outcomes: list[BurstOutcome] = []
+    for stack in args.stack or ["dev", "prod"]:
+        config = stack_config(stack)
+        for pool in config.worker_pools:
+            params = pool_parameters(stack, config, pool)
+            reaction = reaction_times(params, policy_set(params))
+            policies_used.append(
+                {
+                    "stack": stack,
+                    "pool": pool.name,
+                    "parameters": asdict(params),
+                    "reaction_times": asdict(reaction),
+                }
+            )
+            outcomes += [run_burst(stack, pool.name, params, tasks) for tasks in args.tasks or BURST_SIZES]
+
+    print()
+    print(
+        table(
+            [
+                "stack",
+                "pool",
+                "min-max x conc",
+                "publish",
+                "target/worker",
+                "wake-up",
+                "scale-out",
+                "scale-in",
+            ],
+            [
+                (
+                    used["stack"],
+                    used["pool"],
+                    f"{used['parameters']['min_workers']}-{used['parameters']['max_workers']} x "
+                    f"{used['parameters']['worker_concurrency']}",
+                    f"{used['parameters']['publish_interval_seconds']} s",
+                    round(
+                        used["parameters"]["worker_concurrency"]
+                        * used["parameters"]["target_latency_seconds"]
+                        / used["parameters"]["task_seconds"]
+                    ),
+                    f"<= {used['reaction_times']['wake_up_decision']} s",
+                    f"<= {used['reaction_times']['scale_out_decision']} s",
+                    f"{used['parameters']['scale_in_quiet_minutes']} min quiet, "
+                    f"-1 per {used['reaction_times']['scale_in_step']} s",
+                )
+                for used in policies_used
+            ],
+        )
+    )
+    print()
+    print(
+        table(
+            [
+                "stack",
+                "pool",
+                "tasks",
+                "scale-out s",
+                "+1 worker running s",
+                "drained s",
+                "back to min s",
+                "peak workers",
+                "worker-min",
+                "ideal",
+                "used/ideal",
+            ],
+            [
+                (
+                    o.stack,
+                    o.pool,
+                    o.tasks,
+                    o.first_scale_out_s,
+                    o.first_added_worker_running_s,
+                    o.drained_s,
+                    o.back_to_min_s,
+                    o.peak_workers,
+                    round(o.worker_minutes, 1),
+                    round(o.ideal_worker_minutes, 1),
+                    round(o.overhead, 2),
+                )
+                for o in outcomes
+            ],
+        )
+    )
+    results = {
+        "machine": facts,
+        "burst": {"task_seconds": BURST_TASK_SECONDS, "at_second": BURST_AT_SECOND},
+        "fargate_startup_seconds_assumed": FARGATE_STARTUP_SECONDS,
+        "policies": policies_used,
+        "bursts": [{**asdict(o), "used_over_ideal": round(o.overhead, 3)} for o in outcomes],
+    }
+    write_results("scaling", results)
+    return results
+
+
+if __name__ == "__main__":
+    main()
