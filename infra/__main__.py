@@ -1,9 +1,11 @@
 """The Pulumi program: Django web, Celery workers and Celery Beat on ECS Fargate.
 
 It reads like the architecture: config -> network -> data stores -> secrets -> image -> cluster ->
-load balancer -> release (migrations) -> services (web, workers, beat) -> outputs.
+load balancer -> release (migrations) -> services (web, workers + queue autoscaling, beat + queue
+metrics) -> outputs.
 """
 
+import json
 import sys
 from pathlib import Path
 
@@ -17,6 +19,11 @@ import pulumi_aws as aws  # noqa: E402
 
 from infra import containers  # noqa: E402
 from infra.app_contract import CONTAINER_PORT  # noqa: E402
+from infra.components.autoscaling import (  # noqa: E402
+    WorkerAutoscaling,
+    WorkerAutoscalingArgs,
+    publisher_policy_document,
+)
 from infra.components.broker import Broker, BrokerArgs  # noqa: E402
 from infra.components.cluster import Cluster, ClusterArgs  # noqa: E402
 from infra.components.database import Database, DatabaseArgs  # noqa: E402
@@ -28,6 +35,7 @@ from infra.components.fargate_service import (  # noqa: E402
     LoadBalancerTarget,
     Placement,
     TaskRuntime,
+    service_name,
 )
 from infra.components.image import AppImage, AppImageArgs  # noqa: E402
 from infra.components.network import Network, NetworkArgs  # noqa: E402
@@ -35,12 +43,14 @@ from infra.components.release import Release, ReleaseArgs  # noqa: E402
 from infra.components.secrets import AppSecrets, AppSecretsArgs  # noqa: E402
 from infra.components.web import WebLoadBalancer, WebLoadBalancerArgs  # noqa: E402
 from infra.config import load_stack_config  # noqa: E402
+from infra.scaling import schema as queue_metrics  # noqa: E402
 from infra.tags import standard_tags  # noqa: E402
 
 WEB_HEALTH_CHECK_GRACE_SECONDS = 60
 
 config = load_stack_config()
 project, stack = pulumi.get_project(), pulumi.get_stack()
+name_prefix = f"{project}-{stack}"  # physical names: cluster, services, task families, log groups
 provider = aws.Provider(
     "aws",
     region=aws.config.region,
@@ -101,7 +111,9 @@ image = AppImage(
     aws_only,
 )
 
-cluster = Cluster("cluster", ClusterArgs(container_insights=config.container_insights), aws_only)
+cluster = Cluster(
+    "cluster", ClusterArgs(name=name_prefix, container_insights=config.container_insights), aws_only
+)
 
 load_balancer = WebLoadBalancer(
     "web-lb",
@@ -137,7 +149,7 @@ runtime = TaskRuntime(
     secret_arns=list(secrets.arns.values()),
     repository_arn=image.repository_arn,
     account_id=account_id,
-    name_prefix=f"{project}-{stack}",
+    name_prefix=name_prefix,
     log_retention_days=config.log_retention_days,
     cpu_architecture=config.cpu_architecture,
 )
@@ -216,13 +228,57 @@ workers = {
     )
     for pool in config.worker_pools
 }
+metric_namespace = queue_metrics.metric_namespace(project, stack)
+for pool in config.worker_pools:
+    WorkerAutoscaling(
+        f"worker-{pool.name}-autoscaling",
+        WorkerAutoscalingArgs(
+            cluster_name=cluster.name,
+            service_name=workers[pool.name].service_name,
+            pool=pool.name,
+            parameters=config.scaling_parameters(pool),
+            metric_namespace=metric_namespace,
+        ),
+        aws_only,
+    )
+
+# The publisher of the queue metrics that autoscaling acts on. It never runs on a worker queue, so
+# it keeps measuring while a pool is backlogged or at zero workers.
+publisher = containers.QueueMetricsPublisher(
+    namespace=metric_namespace,
+    interval_seconds=config.queue_metrics_interval_seconds,
+    pools_json=queue_metrics.encode_pools(
+        [
+            queue_metrics.PoolSpec(
+                pool=pool.name, queues=pool.queues, service=service_name(name_prefix, f"worker-{pool.name}")
+            )
+            for pool in config.worker_pools
+        ]
+    ),
+    cluster_name=name_prefix,
+)
+publisher_policy = pulumi.Output.all(region, account_id).apply(
+    lambda values: json.dumps(publisher_policy_document(metric_namespace, name_prefix, *values))
+)
 
 # Exactly one scheduler: the old Beat stops before the new one starts, and no rebalancing adds one.
+# The publisher rides along as a non-essential sidecar; without Beat it gets a one-task service.
 beat = (
     FargateService(
         "beat",
         FargateServiceArgs(
-            task=FargateTaskArgs(config.beat_cpu, config.beat_memory, containers.beat_container, runtime),
+            task=FargateTaskArgs(
+                config.beat_cpu,
+                config.beat_memory,
+                containers.beat_container,
+                runtime,
+                sidecars=[
+                    lambda context, logs: containers.queue_metrics_container(
+                        context, logs, publisher, essential=False
+                    )
+                ],
+                task_role_policies={"queue-metrics": publisher_policy},
+            ),
             placement=placement,
             desired_count=1,
             minimum_healthy_percent=0,
@@ -235,10 +291,34 @@ beat = (
     if config.beat_enabled
     else None
 )
+standalone_publisher = (
+    None
+    if beat
+    else FargateService(
+        "queue-metrics",
+        FargateServiceArgs(
+            task=FargateTaskArgs(
+                config.beat_cpu,
+                config.beat_memory,
+                lambda context, logs: containers.queue_metrics_container(
+                    context, logs, publisher, essential=True
+                ),
+                runtime,
+                task_role_policies={"queue-metrics": publisher_policy},
+            ),
+            placement=placement,
+            desired_count=1,
+            depends_on=[release],
+        ),
+        aws_only,
+    )
+)
 
 services = {"web": web, **{f"worker-{name}": worker for name, worker in workers.items()}}
 if beat:
     services["beat"] = beat
+if standalone_publisher:
+    services["queue-metrics"] = standalone_publisher
 pulumi.export("webUrl", web_url)
 pulumi.export("albDnsName", load_balancer.dns_name)
 pulumi.export("clusterName", cluster.name)
@@ -262,3 +342,4 @@ pulumi.export("assignPublicIp", network.assign_public_ip)
 pulumi.export("webTaskDefinitionArn", web.task.task_definition_arn)
 pulumi.export("migrateTaskDefinitionArn", migrate.task_definition_arn)
 pulumi.export("webContainerName", web.task.container_name)
+pulumi.export("queueMetricsNamespace", metric_namespace)

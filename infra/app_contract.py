@@ -42,7 +42,7 @@ QUEUES = (DEFAULT_QUEUE, EMAIL_QUEUE)
 # Secrets: always delivered through the task definition's `secrets` (Secrets Manager valueFrom).
 DATABASE_URL = "DATABASE_URL"  # postgres://user:pw@host:5432/db?sslmode=require
 REDIS_URL = "REDIS_URL"  # rediss://:token@host:6379/0?ssl_cert_reqs=required
-DJANGO_SECRET_KEY = "DJANGO_SECRET_KEY"
+DJANGO_SECRET_KEY = "DJANGO_SECRET_KEY"  # noqa: S105 - a variable name, not a secret
 SECRET_VARIABLES = (DATABASE_URL, REDIS_URL, DJANGO_SECRET_KEY)
 
 # Plain settings: delivered through `environment`.

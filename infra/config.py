@@ -20,6 +20,7 @@ import pulumi
 import yaml
 
 from infra.fargate import describe_task_sizes, is_valid_task_size
+from infra.scaling import ScalingParameters
 
 PROJECT_FILE = Path(__file__).resolve().parents[1] / "Pulumi.yaml"
 NAT_MODES = ("none", "single", "per_az")
@@ -97,6 +98,8 @@ class WorkerPool:
     min_count: int
     max_count: int
     spot: bool
+    target_latency_seconds: int  # how long a new message may wait before the pool should grow
+    task_seconds: float  # typical task duration of the pool's queues
 
 
 @dataclass(frozen=True)
@@ -140,8 +143,16 @@ class StackConfig:
     periodic_heartbeat_seconds: int
     migrate_timeout_seconds: int
     queue_metrics_interval_seconds: int
+    scale_in_quiet_minutes: int
+    scale_in_cooldown_seconds: int
+    scale_out_cooldown_seconds: int
+    queue_age_alarm_seconds: int
     log_retention_days: int
     container_insights: bool
+
+    def scaling_parameters(self, pool: WorkerPool) -> ScalingParameters:
+        """How `pool` scales on its queue length (infra/scaling.py turns this into policies)."""
+        return _scaling_parameters(pool, vars(self))
 
     @property
     def db_parameter_group_family(self) -> str:
@@ -256,7 +267,8 @@ class _Reader:
             self.report(
                 key,
                 value,
-                "a non-empty list of {name, queues, concurrency, cpu, memory, minCount, maxCount, spot}",
+                "a non-empty list of {name, queues, concurrency, cpu, memory, minCount, maxCount, spot, "
+                "targetLatencySeconds, taskSeconds}",
             )
             return None
         parsed = [self._worker_pool(f"{key}[{index}]", pool) for index, pool in enumerate(pools)]
@@ -269,7 +281,18 @@ class _Reader:
         return tuple(pool for pool in parsed if pool is not None)
 
     def _worker_pool(self, key: str, pool: object) -> WorkerPool | None:
-        fields = ("name", "queues", "concurrency", "cpu", "memory", "minCount", "maxCount", "spot")
+        fields = (
+            "name",
+            "queues",
+            "concurrency",
+            "cpu",
+            "memory",
+            "minCount",
+            "maxCount",
+            "spot",
+            "targetLatencySeconds",
+            "taskSeconds",
+        )
         if not isinstance(pool, dict) or set(pool) != set(fields):
             self.report(key, pool, f"an object with exactly the fields {', '.join(fields)}")
             return None
@@ -297,6 +320,13 @@ class _Reader:
         spot = _parse_bool(pool["spot"])
         if spot is None:
             self.report(f"{key}.spot", pool["spot"], "true or false")
+        target_latency = self._integer_value(
+            f"{key}.targetLatencySeconds", pool["targetLatencySeconds"], 1, 86400
+        )
+        task_seconds = pool["taskSeconds"]
+        if isinstance(task_seconds, bool) or not isinstance(task_seconds, int | float) or task_seconds <= 0:
+            self.report(f"{key}.taskSeconds", task_seconds, "a positive number of seconds")
+            task_seconds = None
         if len(self.problems) > errors_before:
             return None
         return WorkerPool(
@@ -308,6 +338,8 @@ class _Reader:
             min_count=min_count,
             max_count=max_count,
             spot=bool(spot),
+            target_latency_seconds=target_latency,
+            task_seconds=float(task_seconds),
         )
 
 
@@ -397,6 +429,10 @@ def validate(raw: Mapping[str, object], project_root: Path | None = None) -> Sta
         "periodic_heartbeat_seconds": read.integer("periodicHeartbeatSeconds", 1, 86400),
         "migrate_timeout_seconds": read.integer("migrateTimeoutSeconds", 60, 3600),
         "queue_metrics_interval_seconds": read.integer("queueMetricsIntervalSeconds", 10, 300),
+        "scale_in_quiet_minutes": read.integer("scaleInQuietMinutes", 1, 1440),
+        "scale_in_cooldown_seconds": read.integer("scaleInCooldownSeconds", 0, 3600),
+        "scale_out_cooldown_seconds": read.integer("scaleOutCooldownSeconds", 0, 3600),
+        "queue_age_alarm_seconds": read.integer("queueAgeAlarmSeconds", 10, 86400),
         "log_retention_days": read.integer_choice("logRetentionDays", LOG_RETENTION_DAYS),
         "container_insights": read.boolean("containerInsights"),
     }
@@ -457,12 +493,40 @@ def _check_across_keys(read: _Reader, values: dict[str, Any]) -> None:
         ):
             if values[name]:
                 read.report(key, True, "false in an ephemeral stack (`pulumi destroy` must always succeed)")
+    scaling_keys = (
+        "queue_metrics_interval_seconds",
+        "scale_in_quiet_minutes",
+        "scale_in_cooldown_seconds",
+        "scale_out_cooldown_seconds",
+        "queue_age_alarm_seconds",
+    )
+    if valid("worker_pools", *scaling_keys):
+        for index, pool in enumerate(values["worker_pools"]):
+            try:
+                _scaling_parameters(pool, values)
+            except ValueError as error:
+                read.report(f"workerPools[{index}]", pool.name, str(error))
     if values["certificate_arn"] == "" and values["domain_name"]:
         read.report(
             "domainName",
             values["domain_name"],
             "empty unless certificateArn is set (a custom domain is served over HTTPS)",
         )
+
+
+def _scaling_parameters(pool: WorkerPool, values: Mapping[str, Any]) -> ScalingParameters:
+    return ScalingParameters(
+        min_workers=pool.min_count,
+        max_workers=pool.max_count,
+        worker_concurrency=pool.concurrency,
+        target_latency_seconds=pool.target_latency_seconds,
+        task_seconds=pool.task_seconds,
+        publish_interval_seconds=values["queue_metrics_interval_seconds"],
+        scale_in_quiet_minutes=values["scale_in_quiet_minutes"],
+        scale_in_cooldown_seconds=values["scale_in_cooldown_seconds"],
+        scale_out_cooldown_seconds=values["scale_out_cooldown_seconds"],
+        queue_age_alarm_seconds=values["queue_age_alarm_seconds"],
+    )
 
 
 def _check_image_paths(read: _Reader, values: dict[str, Any], project_root: Path) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 from infra import app_contract
 from infra.config import StackConfig, WorkerPool
 
-WEB, WORKER, BEAT, MIGRATE = "web", "worker", "beat", "migrate"
+WEB, WORKER, BEAT, MIGRATE, QUEUE_METRICS = "web", "worker", "beat", "migrate", "metrics"
 # ECS stop timeout of web, Beat and migrate (the worker's comes from the stack config).
 STOP_TIMEOUT_SECONDS = 30
 # gunicorn must finish in-flight requests before ECS sends SIGKILL.
@@ -84,6 +84,7 @@ def container_definition(
     extra_environment: Mapping[str, str] | None = None,
     port: int | None = None,
     health_check: Mapping[str, Any] | None = None,
+    essential: bool = True,
 ) -> dict[str, Any]:
     environment = {**context.environment, **(extra_environment or {})}
     leaked = sorted(set(environment) & set(context.secret_arns))
@@ -92,7 +93,7 @@ def container_definition(
     definition: dict[str, Any] = {
         "name": role,
         "image": context.image,
-        "essential": True,
+        "essential": essential,
         "command": list(command),
         "workingDirectory": app_contract.APP_WORKDIR,
         "user": app_contract.APP_USER,
@@ -127,6 +128,9 @@ def container_definition(
         definition["portMappings"] = [{"containerPort": port, "protocol": "tcp"}]
     if health_check is not None:
         definition["healthCheck"] = dict(health_check)
+    if not essential:
+        # A non-essential container that exits does not stop the task: ECS restarts it in place.
+        definition["restartPolicy"] = {"enabled": True}
     return definition
 
 
@@ -180,4 +184,35 @@ def migrate_container(context: ContainerContext, log_group: str) -> dict[str, An
         command=app_contract.migrate_command(),
         log_group=log_group,
         stop_timeout=STOP_TIMEOUT_SECONDS,
+    )
+
+
+@dataclass(frozen=True)
+class QueueMetricsPublisher:
+    """What the queue-metrics publisher measures and where it writes (see app/queuemetrics)."""
+
+    namespace: str
+    interval_seconds: int
+    pools_json: str  # QUEUE_METRICS_POOLS: which services consume which queues
+    cluster_name: str
+
+
+def queue_metrics_container(
+    context: ContainerContext, log_group: str, publisher: QueueMetricsPublisher, *, essential: bool
+) -> dict[str, Any]:
+    """The publisher that feeds worker autoscaling: a sidecar of Beat (non-essential, so a metrics
+    failure never stops the scheduler), or the only container of its own task without Beat."""
+    return container_definition(
+        context,
+        role=QUEUE_METRICS,
+        command=app_contract.queue_metrics_command(),
+        log_group=log_group,
+        stop_timeout=STOP_TIMEOUT_SECONDS,
+        essential=essential,
+        extra_environment={
+            app_contract.QUEUE_METRICS_NAMESPACE: publisher.namespace,
+            app_contract.QUEUE_METRICS_INTERVAL_SECONDS: str(publisher.interval_seconds),
+            app_contract.QUEUE_METRICS_POOLS: publisher.pools_json,
+            app_contract.ECS_CLUSTER: publisher.cluster_name,
+        },
     )

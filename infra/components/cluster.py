@@ -12,6 +12,7 @@ FARGATE, FARGATE_SPOT = "FARGATE", "FARGATE_SPOT"
 
 @dataclass(frozen=True)
 class ClusterArgs:
+    name: str  # the physical name: the queue-metrics publisher and the ops CLI address it by name
     container_insights: bool
 
 
@@ -24,6 +25,7 @@ class Cluster(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         cluster = aws.ecs.Cluster(
             f"{name}-ecs",
+            name=args.name,
             settings=[
                 aws.ecs.ClusterSettingArgs(
                     name="containerInsights", value="enabled" if args.container_insights else "disabled"

@@ -151,6 +151,12 @@ class FargateServiceArgs:
     depends_on: Sequence[pulumi.Resource] = ()
 
 
+def service_name(name_prefix: str, name: str) -> str:
+    """The physical ECS service name: known before deployment, so the queue-metrics publisher's
+    configuration can name the worker services it measures."""
+    return f"{name_prefix}-{name}"
+
+
 class FargateService(pulumi.ComponentResource):
     service_name: pulumi.Output[str]
     task: FargateTask
@@ -163,6 +169,7 @@ class FargateService(pulumi.ComponentResource):
         placement, target = args.placement, args.load_balancer
         service = aws.ecs.Service(
             f"{name}-service",
+            name=service_name(args.task.runtime.name_prefix, name),
             cluster=placement.cluster_arn,
             task_definition=self.task.task_definition_arn,
             desired_count=args.desired_count,
@@ -201,6 +208,8 @@ class FargateService(pulumi.ComponentResource):
                 parent=self,
                 depends_on=list(args.depends_on),
                 ignore_changes=["desired_count"] if args.autoscaled else None,
+                # A fixed name cannot exist twice, so a replacement deletes the old service first.
+                delete_before_replace=True,
             ),
         )
         self.service_name = service.name

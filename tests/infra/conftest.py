@@ -34,6 +34,8 @@ CUSTOM_POOLS = [
         "minCount": 1,
         "maxCount": 6,
         "spot": False,
+        "targetLatencySeconds": 10,
+        "taskSeconds": 0.5,
     },
     {
         "name": "bulk",
@@ -44,6 +46,8 @@ CUSTOM_POOLS = [
         "minCount": 0,
         "maxCount": 3,
         "spot": True,
+        "targetLatencySeconds": 300,
+        "taskSeconds": 20,
     },
 ]
 

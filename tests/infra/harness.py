@@ -52,6 +52,8 @@ class ProgramRun:
     stack: str
     resources: list[RecordedResource]
     outputs: dict  # stack exports, plain values
+    # The stack's config with bare keys, as `infra.config.validate()` takes it.
+    config: dict[str, str] = field(default_factory=dict)
 
     def of_type(self, type_token: str) -> list[RecordedResource]:
         return [resource for resource in self.resources if resource.type == type_token]
@@ -387,4 +389,9 @@ def run_program(
         run()
     except Exception as error:
         raise ProgramFailed(stack, error, list(monitor.recorded)) from error
-    return ProgramRun(stack=stack, resources=list(monitor.recorded), outputs=unwrap_secrets(outputs))
+    return ProgramRun(
+        stack=stack,
+        resources=list(monitor.recorded),
+        outputs=unwrap_secrets(outputs),
+        config=bare_config(stack, overrides),
+    )

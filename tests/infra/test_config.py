@@ -116,6 +116,16 @@ def test_stack_specific_values_override_defaults() -> None:
         ),
         ({"natMode": "dual"}, "natMode", 'got "dual"; allowed: none, single, per_az'),
         (
+            {"workerPools": [default_pool(taskSeconds=0)]},
+            "workerPools[0].taskSeconds",
+            "got 0; allowed: a positive number of seconds",
+        ),
+        (
+            {"workerPools": [default_pool(concurrency=1, targetLatencySeconds=1, taskSeconds=30)]},
+            "workerPools[0]",
+            "could not hold even one message",
+        ),
+        (
             {"redisClusterMode": True},
             "redisClusterMode",
             'got "true"; allowed: false (Celery\'s Redis transport',

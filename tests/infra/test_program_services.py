@@ -48,8 +48,9 @@ def test_each_stack_declares_web_migrate_every_worker_pool_and_beat(
 ) -> None:
     assert sorted(tasks_of(dev_run)) == ["beat", "migrate", "web", "worker-default"]
     assert sorted(tasks_of(prod_run)) == ["beat", "migrate", "web", "worker-default", "worker-email"]
-    assert sorted(tasks_of(custom_run)) == ["migrate", "web", "worker-bulk", "worker-fast"]
-    assert len(custom_run.of_type(SERVICE)) == 3, "migrate is a task definition without a service"
+    # Without Beat the queue-metrics publisher gets its own service, or idle pools could never wake.
+    assert sorted(tasks_of(custom_run)) == ["migrate", "queue-metrics", "web", "worker-bulk", "worker-fast"]
+    assert len(custom_run.of_type(SERVICE)) == 4, "migrate is a task definition without a service"
 
 
 @pytest.mark.parametrize("run_name", STACKS)
@@ -77,11 +78,12 @@ def test_each_container_runs_the_documented_command_of_its_role(prod_run: Progra
     } == {
         "web": ["web"],
         "migrate": ["migrate"],
-        "beat": ["beat"],
+        "beat": ["beat", "metrics"],
         "worker-default": ["worker"],
         "worker-email": ["worker"],
     }
     assert commands["web"][0]["command"] == app_contract.web_command()
+    assert commands["beat"][1]["command"] == app_contract.queue_metrics_command()
     assert commands["migrate"][0]["command"] == app_contract.migrate_command()
     assert commands["beat"][0]["command"] == app_contract.beat_command()
     assert commands["worker-default"][0]["command"] == app_contract.worker_command("default", ["default"], 4)
@@ -114,30 +116,32 @@ def test_every_task_logs_to_its_own_group_with_the_stack_retention(run_name: str
     groups = {group.inputs["name"]: group for group in run.of_type(LOG_GROUP)}
     assert {group.inputs["retentionInDays"] for group in groups.values()} == {retention}
     for task in tasks_of(run):
-        [container] = container_definitions(task_definition(run, task))
-        options = container["logConfiguration"]["options"]
-        assert container["logConfiguration"]["logDriver"] == "awslogs"
-        assert options["awslogs-group"] == run.outputs["logGroupNames"][task]
-        assert options["awslogs-group"] in groups
-        assert options["awslogs-stream-prefix"] == container["name"]
+        for container in container_definitions(task_definition(run, task)):
+            options = container["logConfiguration"]["options"]
+            assert container["logConfiguration"]["logDriver"] == "awslogs"
+            assert options["awslogs-group"] == run.outputs["logGroupNames"][task]
+            assert options["awslogs-group"] in groups
+            assert options["awslogs-stream-prefix"] == container["name"]
     assert len(set(run.outputs["logGroupNames"].values())) == len(tasks_of(run))
 
 
 def test_every_container_is_non_root_read_only_with_a_writable_tmp(prod_run: ProgramRun) -> None:
     for task in tasks_of(prod_run):
         definition = task_definition(prod_run, task)
-        [container] = container_definitions(definition)
-        assert container["user"] == app_contract.APP_USER, task
-        assert container["readonlyRootFilesystem"] is True, task
-        assert [tmpfs["containerPath"] for tmpfs in container["linuxParameters"]["tmpfs"]] == ["/tmp"], task
-        assert container["linuxParameters"]["initProcessEnabled"] is True, task
         volumes = {volume["name"] for volume in definition.inputs["volumes"]}
-        assert {mount["sourceVolume"] for mount in container["mountPoints"]} == volumes, task
+        for container in container_definitions(definition):
+            where = f"{task}/{container['name']}"
+            assert container["user"] == app_contract.APP_USER, where
+            assert container["readonlyRootFilesystem"] is True, where
+            tmpfs = container["linuxParameters"]["tmpfs"]
+            assert [mount["containerPath"] for mount in tmpfs] == ["/tmp"], where
+            assert container["linuxParameters"]["initProcessEnabled"] is True, where
+            assert {mount["sourceVolume"] for mount in container["mountPoints"]} == volumes, where
 
 
 def test_workers_get_the_configured_stop_timeout_and_heartbeat_health_checks(prod_run: ProgramRun) -> None:
     [worker] = container_definitions(task_definition(prod_run, "worker-default"))
-    [beat] = container_definitions(task_definition(prod_run, "beat"))
+    [beat, _metrics] = container_definitions(task_definition(prod_run, "beat"))
     [web] = container_definitions(task_definition(prod_run, "web"))
     assert worker["stopTimeout"] == 120
     assert environment(worker)[app_contract.CELERY_WORKER_STOP_TIMEOUT] == "120"
@@ -169,7 +173,7 @@ def test_every_task_uses_the_image_by_digest(dev_run: ProgramRun) -> None:
     image_ref = dev_run.outputs["imageRef"]
     assert "@sha256:" in image_ref
     for definition in dev_run.of_type(TASK_DEFINITION):
-        assert [container["image"] for container in container_definitions(definition)] == [image_ref]
+        assert {container["image"] for container in container_definitions(definition)} == {image_ref}
 
 
 @pytest.mark.parametrize("run_name", ["dev_run", "prod_run"])

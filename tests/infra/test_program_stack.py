@@ -25,6 +25,7 @@ EXPORTS = {
     "webTaskDefinitionArn",
     "migrateTaskDefinitionArn",
     "webContainerName",
+    "queueMetricsNamespace",
 }
 STACKS = ["dev_run", "prod_run", "ephemeral_run", "custom_run"]
 

@@ -14,7 +14,16 @@ SECRET_ARNS = {
     for name in app_contract.SECRET_VARIABLES
 }
 POOL = WorkerPool(
-    name="email", queues=("email",), concurrency=3, cpu=256, memory=512, min_count=0, max_count=2, spot=True
+    name="email",
+    queues=("email",),
+    concurrency=3,
+    cpu=256,
+    memory=512,
+    min_count=0,
+    max_count=2,
+    spot=True,
+    target_latency_seconds=60,
+    task_seconds=1,
 )
 LOG_GROUP = "/ecs/djcelery-test/role"
 
