@@ -19,8 +19,8 @@ class SignupForm(forms.Form):
     email = forms.EmailField(max_length=254)
 
 
-def error(status: int, message: str, **extra: object) -> JsonResponse:
-    return JsonResponse({"error": message, **extra}, status=status)
+def error(http_status: int, message: str, **extra: object) -> JsonResponse:
+    return JsonResponse({"error": message, **extra}, status=http_status)
 
 
 def signup_body(signup: Signup) -> dict:

@@ -195,6 +195,10 @@ CELERY_REDIS_SOCKET_KEEPALIVE = True
 CELERY_REDIS_RETRY_ON_TIMEOUT = True
 CELERY_REDIS_BACKEND_HEALTH_CHECK_INTERVAL = REDIS_HEALTH_CHECK_INTERVAL
 CELERY_RESULT_EXPIRES = 24 * 3600
+# Outcomes are recorded in PostgreSQL. Results of tasks that opt in (`ignore_result=False`) go to
+# the backend; publishing an ignored-result task never waits on it, so a Redis outage costs the
+# web request a bounded publish retry instead of the backend's 20 s reconnect loop.
+CELERY_TASK_IGNORE_RESULT = True
 
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_CONNECTION_MAX_RETRIES = None  # workers keep reconnecting; the health check decides
@@ -219,7 +223,6 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
 CELERY_TASK_DEFAULT_QUEUE = CELERY_DEFAULT_QUEUE_NAME
 CELERY_TASK_ROUTES = {"signups.tasks.send_welcome_email": {"queue": CELERY_EMAIL_QUEUE_NAME}}
-CELERY_TASK_TRACK_STARTED = True
 
 # Beat: a lock in Redis keeps a second Beat from firing; the schedule lives in Redis, not on disk.
 CELERY_BEAT_SCHEDULER = "core.beat:HeartbeatRedBeatScheduler"
