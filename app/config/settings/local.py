@@ -10,6 +10,8 @@ os.environ.setdefault("DJANGO_DEBUG", "true")
 
 from .base import *  # noqa: F403
 
+# Serve static files straight from the apps (no collectstatic needed on a laptop).
+WHITENOISE_USE_FINDERS = True
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
