@@ -1,8 +1,8 @@
 """The Pulumi program: Django web, Celery workers and Celery Beat on ECS Fargate.
 
 It reads like the architecture: config -> network -> data stores -> secrets -> image -> cluster ->
-load balancer -> release (migrations) -> services (web, workers + queue autoscaling, beat + queue
-metrics) -> outputs.
+load balancer -> release (migrations) -> services (web, workers, beat + queue metrics) ->
+observability (dashboard, alarms) -> queue autoscaling -> outputs.
 """
 
 import json
@@ -39,10 +39,12 @@ from infra.components.fargate_service import (  # noqa: E402
 )
 from infra.components.image import AppImage, AppImageArgs  # noqa: E402
 from infra.components.network import Network, NetworkArgs  # noqa: E402
+from infra.components.observability import Observability, ObservabilityArgs  # noqa: E402
 from infra.components.release import Release, ReleaseArgs  # noqa: E402
 from infra.components.secrets import AppSecrets, AppSecretsArgs  # noqa: E402
 from infra.components.web import WebLoadBalancer, WebLoadBalancerArgs  # noqa: E402
 from infra.config import load_stack_config  # noqa: E402
+from infra.observability import AlarmThresholds  # noqa: E402
 from infra.scaling import schema as queue_metrics  # noqa: E402
 from infra.tags import standard_tags  # noqa: E402
 
@@ -229,18 +231,6 @@ workers = {
     for pool in config.worker_pools
 }
 metric_namespace = queue_metrics.metric_namespace(project, stack)
-for pool in config.worker_pools:
-    WorkerAutoscaling(
-        f"worker-{pool.name}-autoscaling",
-        WorkerAutoscalingArgs(
-            cluster_name=cluster.name,
-            service_name=workers[pool.name].service_name,
-            pool=pool.name,
-            parameters=config.scaling_parameters(pool),
-            metric_namespace=metric_namespace,
-        ),
-        aws_only,
-    )
 
 # The publisher of the queue metrics that autoscaling acts on. It never runs on a worker queue, so
 # it keeps measuring while a pool is backlogged or at zero workers.
@@ -319,6 +309,54 @@ if beat:
     services["beat"] = beat
 if standalone_publisher:
     services["queue-metrics"] = standalone_publisher
+
+# One dashboard, and the alarms people act on (with failed deployments and rollbacks) on one topic.
+observability = Observability(
+    "observability",
+    ObservabilityArgs(
+        dashboard_name=name_prefix,
+        region=region,
+        account_id=account_id,
+        cluster_arn=cluster.arn,
+        service_names=[service.service_name for service in services.values()],
+        load_balancer_arn_suffix=load_balancer.arn_suffix,
+        target_group_arn_suffix=load_balancer.target_group_arn_suffix,
+        db_instance_identifier=database.instance_identifier,
+        db_allocated_storage_gib=config.db_allocated_storage,
+        cache_cluster_ids=broker.member_cluster_ids,
+        queue_namespace=metric_namespace,
+        pools={pool.name: pool.queues for pool in config.worker_pools},
+        publish_interval_seconds=config.queue_metrics_interval_seconds,
+        # Beat's publisher sidecar writes every pool's metrics once per interval; the first pool counts.
+        beat_pool=config.worker_pools[0].name if beat else None,
+        web_serves_traffic=config.web_desired_count > 0,
+        thresholds=AlarmThresholds(
+            web_5xx_percent=config.web_5xx_alarm_percent,
+            db_free_storage_percent=config.db_free_storage_alarm_percent,
+            redis_memory_percent=config.redis_memory_alarm_percent,
+            beat_alarm_minutes=config.beat_alarm_minutes,
+            queue_age_seconds=config.queue_age_alarm_seconds,
+        ),
+        alarm_email=config.alarm_email,
+    ),
+    aws_only,
+)
+
+# Queue-length autoscaling per worker pool; its queue-age and publisher-silent alarms go to the topic.
+for pool in config.worker_pools:
+    WorkerAutoscaling(
+        f"worker-{pool.name}-autoscaling",
+        WorkerAutoscalingArgs(
+            cluster_name=cluster.name,
+            service_name=workers[pool.name].service_name,
+            pool=pool.name,
+            parameters=config.scaling_parameters(pool),
+            metric_namespace=metric_namespace,
+            alarm_actions=[observability.topic_arn],
+        ),
+        aws_only,
+    )
+
 pulumi.export("webUrl", web_url)
 pulumi.export("albDnsName", load_balancer.dns_name)
 pulumi.export("clusterName", cluster.name)
@@ -343,3 +381,5 @@ pulumi.export("webTaskDefinitionArn", web.task.task_definition_arn)
 pulumi.export("migrateTaskDefinitionArn", migrate.task_definition_arn)
 pulumi.export("webContainerName", web.task.container_name)
 pulumi.export("queueMetricsNamespace", metric_namespace)
+pulumi.export("alarmTopicArn", observability.topic_arn)
+pulumi.export("dashboardName", observability.dashboard_name)

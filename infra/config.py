@@ -149,6 +149,11 @@ class StackConfig:
     queue_age_alarm_seconds: int
     log_retention_days: int
     container_insights: bool
+    alarm_email: str
+    web_5xx_alarm_percent: int
+    db_free_storage_alarm_percent: int
+    redis_memory_alarm_percent: int
+    beat_alarm_minutes: int
 
     def scaling_parameters(self, pool: WorkerPool) -> ScalingParameters:
         """How `pool` scales on its queue length (infra/scaling.py turns this into policies)."""
@@ -435,6 +440,13 @@ def validate(raw: Mapping[str, object], project_root: Path | None = None) -> Sta
         "queue_age_alarm_seconds": read.integer("queueAgeAlarmSeconds", 10, 86400),
         "log_retention_days": read.integer_choice("logRetentionDays", LOG_RETENTION_DAYS),
         "container_insights": read.boolean("containerInsights"),
+        "alarm_email": read.string(
+            "alarmEmail", r"([^@\s]+@[^@\s]+\.[^@\s]+)?", "empty, or an e-mail address to send alarms to"
+        ),
+        "web_5xx_alarm_percent": read.integer("web5xxAlarmPercent", 1, 100),
+        "db_free_storage_alarm_percent": read.integer("dbFreeStorageAlarmPercent", 1, 90),
+        "redis_memory_alarm_percent": read.integer("redisMemoryAlarmPercent", 10, 100),
+        "beat_alarm_minutes": read.integer("beatAlarmMinutes", 1, 60),
     }
     read.refused("redisClusterMode", CELERY_CANNOT_USE_CLUSTER)
     read.refused("redisServerless", "ElastiCache Serverless is a Redis Cluster: " + CELERY_CANNOT_USE_CLUSTER)

@@ -33,6 +33,7 @@ class BrokerArgs:
 class Broker(pulumi.ComponentResource):
     url: pulumi.Output[str]  # secret: REDIS_URL
     replication_group_id: pulumi.Output[str]
+    member_cluster_ids: pulumi.Output[list[str]]  # the nodes' CacheClusterId metric dimension
 
     def __init__(self, name: str, args: BrokerArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("djcelery:index:Broker", name, None, opts)
@@ -76,6 +77,7 @@ class Broker(pulumi.ComponentResource):
             opts=child,
         )
         self.replication_group_id = group.id
+        self.member_cluster_ids = group.member_clusters
         self.url = pulumi.Output.secret(
             pulumi.Output.all(auth_token.result, group.primary_endpoint_address, group.port).apply(
                 lambda values: redis_url(values[0], values[1], int(values[2]))

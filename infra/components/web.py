@@ -73,6 +73,9 @@ def access_log_bucket_policy(bucket_arn: str, elb_account_arn: str) -> str:
 class WebLoadBalancer(pulumi.ComponentResource):
     dns_name: pulumi.Output[str]
     target_group_arn: pulumi.Output[str]
+    # The CloudWatch dimension values of the ALB and its target group (AWS/ApplicationELB).
+    arn_suffix: pulumi.Output[str]
+    target_group_arn_suffix: pulumi.Output[str]
     listeners: list[aws.lb.Listener]  # services attached to the target group wait for these
 
     def __init__(
@@ -153,6 +156,8 @@ class WebLoadBalancer(pulumi.ComponentResource):
             ]
         self.dns_name = load_balancer.dns_name
         self.target_group_arn = target_group.arn
+        self.arn_suffix = load_balancer.arn_suffix
+        self.target_group_arn_suffix = target_group.arn_suffix
         self.register_outputs({"dns_name": self.dns_name, "target_group_arn": self.target_group_arn})
 
     def _access_logs(

@@ -26,6 +26,8 @@ EXPORTS = {
     "migrateTaskDefinitionArn",
     "webContainerName",
     "queueMetricsNamespace",
+    "alarmTopicArn",
+    "dashboardName",
 }
 STACKS = ["dev_run", "prod_run", "ephemeral_run", "custom_run"]
 
