@@ -201,9 +201,8 @@ def beat_tasks(stack: MonitoredStack, beat_pool: str) -> Expression:
     samples = queue_metric(
         stack, schema.POOL_BACKLOG, "SampleCount", "publisher datapoints", beat_pool, period=period
     )
-    per_task = period / stack.publish_interval_seconds
     return Expression(
-        text=f"FILL(samples, 0) / {per_task:g}",
+        text=f"FILL(samples, 0) * {stack.publish_interval_seconds} / {period}",
         label="Beat tasks running",
         inputs={"samples": samples},
     )
