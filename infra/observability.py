@@ -233,7 +233,6 @@ class AlarmRule:
     evaluation_periods: int
     datapoints_to_alarm: int
     treat_missing_data: str
-    threshold_key: str  # the stack config key that sets the threshold ("" when fixed)
 
     def metric_queries(self, stack: MonitoredStack) -> list[dict[str, Any]]:
         """The MetricAlarm's `metric_queries` for this stack; exactly one returns data."""
@@ -264,7 +263,6 @@ def alarm_rules(
             evaluation_periods=SUSTAINED_MINUTES,
             datapoints_to_alarm=3,
             treat_missing_data="notBreaching",  # no traffic is not an error rate
-            threshold_key="web5xxAlarmPercent",
         ),
         AlarmRule(
             key="web-unhealthy-targets",
@@ -279,7 +277,6 @@ def alarm_rules(
             evaluation_periods=SUSTAINED_MINUTES,
             datapoints_to_alarm=SUSTAINED_MINUTES,
             treat_missing_data="notBreaching",
-            threshold_key="",
         ),
         AlarmRule(
             key="db-free-storage",
@@ -295,7 +292,6 @@ def alarm_rules(
             evaluation_periods=SUSTAINED_MINUTES,
             datapoints_to_alarm=SUSTAINED_MINUTES,
             treat_missing_data="missing",
-            threshold_key="dbFreeStorageAlarmPercent",
         ),
         AlarmRule(
             key="broker-evictions",
@@ -309,7 +305,6 @@ def alarm_rules(
             evaluation_periods=1,
             datapoints_to_alarm=1,
             treat_missing_data="notBreaching",
-            threshold_key="",
         ),
         AlarmRule(
             key="broker-memory",
@@ -325,7 +320,6 @@ def alarm_rules(
             evaluation_periods=SUSTAINED_MINUTES,
             datapoints_to_alarm=SUSTAINED_MINUTES,
             treat_missing_data="missing",
-            threshold_key="redisMemoryAlarmPercent",
         ),
     ]
     if web_serves_traffic:
@@ -341,7 +335,6 @@ def alarm_rules(
                 evaluation_periods=3,
                 datapoints_to_alarm=3,
                 treat_missing_data="breaching",
-                threshold_key="",
             )
         )
     if beat_pool is not None:
@@ -362,7 +355,6 @@ def alarm_rules(
                 evaluation_periods=periods,
                 datapoints_to_alarm=periods,
                 treat_missing_data="breaching",  # no datapoints at all: no publisher, so no Beat
-                threshold_key="beatAlarmMinutes",
             )
         )
     return rules
