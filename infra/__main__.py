@@ -97,7 +97,12 @@ broker = Broker(
 
 secrets = AppSecrets(
     "secrets",
-    AppSecretsArgs(database_url=database.url, redis_url=broker.url, ephemeral=config.ephemeral),
+    AppSecretsArgs(
+        database_url=database.url,
+        redis_url=broker.url,
+        email_url=config.email_url,
+        ephemeral=config.ephemeral,
+    ),
     aws_only,
 )
 

@@ -44,6 +44,9 @@ DATABASE_URL = "DATABASE_URL"  # postgres://user:pw@host:5432/db?sslmode=require
 REDIS_URL = "REDIS_URL"  # rediss://:token@host:6379/0?ssl_cert_reqs=required
 DJANGO_SECRET_KEY = "DJANGO_SECRET_KEY"  # noqa: S105 - a variable name, not a secret
 SECRET_VARIABLES = (DATABASE_URL, REDIS_URL, DJANGO_SECRET_KEY)
+# Optional secret: SMTP settings with credentials, e.g. smtp+tls://user:password@smtp.example.com:587.
+# Without it the app writes emails to its log.
+EMAIL_URL = "EMAIL_URL"
 
 # Plain settings: delivered through `environment`.
 DJANGO_SETTINGS_MODULE = "DJANGO_SETTINGS_MODULE"
@@ -51,6 +54,7 @@ DJANGO_ALLOWED_HOSTS = "DJANGO_ALLOWED_HOSTS"  # comma-separated host names
 DJANGO_CSRF_TRUSTED_ORIGINS = "DJANGO_CSRF_TRUSTED_ORIGINS"  # comma-separated https:// origins
 DJANGO_SECURE_SSL_REDIRECT = "DJANGO_SECURE_SSL_REDIRECT"  # "true" only when the ALB serves HTTPS
 LOG_LEVEL = "LOG_LEVEL"
+DEFAULT_FROM_EMAIL = "DEFAULT_FROM_EMAIL"
 CELERY_TASK_SOFT_TIME_LIMIT = "CELERY_TASK_SOFT_TIME_LIMIT"  # seconds
 CELERY_TASK_TIME_LIMIT = "CELERY_TASK_TIME_LIMIT"  # seconds
 CELERY_VISIBILITY_TIMEOUT = "CELERY_VISIBILITY_TIMEOUT"  # seconds, > hard limit

@@ -58,6 +58,10 @@ FARGATE_MAX_STOP_TIMEOUT_SECONDS = 120
 POOL_NAME_PATTERN = re.compile(r"^[a-z][a-z0-9-]{0,19}$")
 CERTIFICATE_ARN_PATTERN = r"(arn:aws[\w-]*:acm:[\w-]+:\d{12}:certificate/[\w-]+)?"
 QUEUE_NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,80}$")
+# The schemes of django-environ's EMAIL_URL that deliver mail (or log it, for a stack without SMTP).
+EMAIL_URL_PATTERN = r"((smtp|smtps|smtp\+tls|smtp\+ssl)://\S+|consolemail://)?"
+# Values of these keys are never shown in an error message.
+SECRET_KEYS = frozenset({"emailUrl"})
 CELERY_CANNOT_USE_CLUSTER = (
     "Celery's Redis transport (kombu) sends multi-key commands that Redis Cluster rejects with "
     "CROSSSLOT, so the broker must be a replication group with cluster mode disabled"
@@ -71,7 +75,12 @@ class ConfigProblem:
     allowed: str
 
     def __str__(self) -> str:
-        shown = "(missing)" if self.value is _MISSING else json.dumps(self.value, default=str)
+        if self.value is _MISSING:
+            shown = "(missing)"
+        elif self.key in SECRET_KEYS:
+            shown = "(secret value hidden)"
+        else:
+            shown = json.dumps(self.value, default=str)
         return f"{self.key}: got {shown}; allowed: {self.allowed}"
 
 
@@ -123,6 +132,8 @@ class StackConfig:
     ecr_keep_images: int
     django_settings_module: str
     log_level: str
+    email_url: str  # secret (SMTP credentials); empty: emails go to the log
+    default_from_email: str
     web_cpu: int
     web_memory: int
     web_desired_count: int
@@ -406,6 +417,15 @@ def validate(raw: Mapping[str, object], project_root: Path | None = None) -> Sta
             "djangoSettingsModule", r"[A-Za-z_][\w.]*", "a dotted Python module path"
         ),
         "log_level": read.choice("logLevel", LOG_LEVELS),
+        "email_url": read.string(
+            "emailUrl",
+            EMAIL_URL_PATTERN,
+            "empty, or an EMAIL_URL like smtp+tls://user:password@smtp.example.com:587 "
+            "(smtp, smtps, smtp+tls, smtp+ssl) set with `pulumi config set --secret emailUrl ...`",
+        ),
+        "default_from_email": read.string(
+            "defaultFromEmail", r"[^@\s]+@[^@\s]+\.[^@\s]+", "an email address like no-reply@example.com"
+        ),
         "web_cpu": read.integer("webCpu", 256, 16384),
         "web_memory": read.integer("webMemory", 512, 122880),
         "web_desired_count": read.integer("webDesiredCount", 0, 100),

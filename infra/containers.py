@@ -49,6 +49,7 @@ def shared_environment(config: StackConfig, host_names: Sequence[str], region: s
         app_contract.DJANGO_ALLOWED_HOSTS: ",".join(host_names),
         app_contract.DJANGO_SECURE_SSL_REDIRECT: "true" if config.https else "false",
         app_contract.LOG_LEVEL: config.log_level,
+        app_contract.DEFAULT_FROM_EMAIL: config.default_from_email,
         app_contract.CELERY_TASK_SOFT_TIME_LIMIT: str(config.task_soft_time_limit_seconds),
         app_contract.CELERY_TASK_TIME_LIMIT: str(config.task_time_limit_seconds),
         app_contract.CELERY_VISIBILITY_TIMEOUT: str(config.visibility_timeout_seconds),

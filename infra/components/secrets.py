@@ -1,4 +1,5 @@
-"""The app's secrets in Secrets Manager: DATABASE_URL, REDIS_URL and DJANGO_SECRET_KEY.
+"""The app's secrets in Secrets Manager: DATABASE_URL, REDIS_URL, DJANGO_SECRET_KEY (and EMAIL_URL
+when the stack configures SMTP).
 
 Tasks receive them through the task definition's `secrets` (valueFrom these ARNs); their values
 never appear in a task definition, an environment variable list or a stack output.
@@ -23,6 +24,7 @@ RECOVERY_WINDOW_DAYS = 7
 class AppSecretsArgs:
     database_url: pulumi.Input[str]
     redis_url: pulumi.Input[str]
+    email_url: str  # empty: no SMTP configured, the app logs its emails
     ephemeral: bool
 
 
@@ -40,6 +42,8 @@ class AppSecrets(pulumi.ComponentResource):
             app_contract.REDIS_URL: args.redis_url,
             app_contract.DJANGO_SECRET_KEY: secret_key.result,
         }
+        if args.email_url:
+            values[app_contract.EMAIL_URL] = args.email_url
         self.arns = {}
         for variable, value in values.items():
             logical_name = f"{name}-{variable.lower().replace('_', '-')}"

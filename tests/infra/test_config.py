@@ -215,3 +215,11 @@ def test_invalid_config_stops_the_program_before_any_resource(overrides: dict, k
     assert isinstance(failure.value.error, StackConfigError), failure.value
     assert failure.value.error.keys == [key]
     assert failure.value.resources == [], "a resource was declared before the config was validated"
+
+
+def test_a_bad_email_url_is_refused_without_showing_the_secret() -> None:
+    with pytest.raises(StackConfigError) as raised:
+        validate(raw_config(emailUrl="mailto:admin:hunter2@example.com"))
+    assert raised.value.keys == ["emailUrl"]
+    assert "hunter2" not in str(raised.value), "the error message must not print the secret"
+    assert "smtp+tls://" in str(raised.value), "the message names the allowed form"
