@@ -45,9 +45,9 @@ def test_every_declared_key_has_a_type_description_and_default() -> None:
 
 
 def test_every_key_is_documented_for_users() -> None:
-    reference = (PROJECT_FILE.parent / "docs" / "infra.md").read_text()
+    reference = (PROJECT_FILE.parent / "README.md").read_text()
     undocumented = [key for key in declared_config_keys() if f"| `{key}` |" not in reference]
-    assert undocumented == [], f"docs/infra.md has no configuration reference row for {undocumented}"
+    assert undocumented == [], f"README.md has no configuration reference row for {undocumented}"
 
 
 @pytest.mark.parametrize("stack", ["pr-123", "dev", "prod"])
