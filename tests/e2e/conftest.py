@@ -1,0 +1,90 @@
+"""Fixtures of the fault-injection suite, and the summary table printed at the end of the run.
+
+Everything runs against throwaway servers started here (redis-server, a PostgreSQL cluster from
+initdb, an SMTP server and a moto server for AWS), never against the machine's shared services:
+the scenarios stop, restart and kill them. Web and the queue-metrics publisher run for the whole
+session; each scenario starts (and kills) its own workers and Beats.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+import pytest
+from moto.server import ThreadedMotoServer
+
+from tests.e2e.ledger import Scenario, ScenarioResult
+from tests.e2e.mail import HoldingSMTPServer
+from tests.e2e.services import ThrowawayPostgres, ThrowawayRedis, make_work_dir
+from tests.e2e.stack import AppStack, Container
+from tests.e2e.task_definitions import StackContainers, stack_containers
+
+RESULTS = pytest.StashKey[list[ScenarioResult]]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.stash[RESULTS] = []
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    results = config.stash.get(RESULTS, [])
+    if not results:
+        return
+    terminalreporter.section("fault-injection scenarios")
+    header = f"{'scenario':<40} {'sent':>6} {'completed':>10} {'lost':>6} {'duplicated':>11} {'seconds':>8}"
+    terminalreporter.write_line(header)
+    terminalreporter.write_line("-" * len(header))
+    for result in results:
+        terminalreporter.write_line(
+            f"{result.scenario:<40} {result.sent:>6} {result.completed:>10} {result.lost:>6} "
+            f"{result.duplicated:>11} {result.seconds:>8.1f}"
+        )
+
+
+@pytest.fixture(scope="session")
+def dev_containers() -> StackContainers:
+    return stack_containers("dev")
+
+
+@pytest.fixture(scope="session")
+def app_stack(dev_containers: StackContainers) -> Iterator[AppStack]:
+    work_dir = make_work_dir()
+    redis_server = ThrowawayRedis(work_dir)
+    postgres = ThrowawayPostgres(work_dir)
+    aws = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per AWS call otherwise
+    with HoldingSMTPServer() as smtp:
+        redis_server.start()
+        postgres.create()
+        aws.start()
+        host, port = aws.get_host_and_port()
+        stack = AppStack(dev_containers, redis_server, postgres, smtp, work_dir, f"http://{host}:{port}")
+        try:
+            stack.migrate()
+            stack.start_web()
+            stack.start_queue_metrics()
+            yield stack
+        finally:
+            stack.stop_all()
+            aws.stop()
+            postgres.stop()
+            redis_server.stop()
+
+
+@pytest.fixture
+def scenario(app_stack: AppStack, request: pytest.FixtureRequest) -> Iterator[Scenario]:
+    app_stack.reset()
+    name = request.node.name.removeprefix("test_").replace("_", "-")
+    current = Scenario(name=name, stack=app_stack, results=request.config.stash[RESULTS])
+    try:
+        yield current
+    finally:
+        app_stack.smtp.unhold_all()
+        for process in current.processes:
+            process.close()
+
+
+@pytest.fixture
+def worker_pair(scenario: Scenario) -> tuple[Container, Container]:
+    return scenario.start_worker(), scenario.start_worker()

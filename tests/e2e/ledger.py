@@ -1,0 +1,105 @@
+"""The data check that ends every scenario: sent, completed, lost, duplicated.
+
+A scenario is judged on what users rely on, read from the real boundaries: the signups the API
+accepted (sent), the welcome emails the SMTP server received, and the rows in PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from tests.app.app_processes import wait_for
+from tests.e2e.stack import AppStack, Container
+
+
+@dataclass(frozen=True)
+class ScenarioResult:
+    scenario: str
+    sent: int  # tasks the app accepted (signups answered 202, or Beat slots that fell due)
+    completed: int  # ... whose side effect happened and whose row says so
+    lost: int  # ... that never completed
+    duplicated: int  # ... whose side effect happened more than once
+    seconds: float
+
+    def problems(self) -> str:
+        return f"{self.scenario}: {self.lost} lost, {self.duplicated} duplicated of {self.sent} sent"
+
+
+@dataclass
+class Scenario:
+    """One scenario's processes, signups and result; processes started here are stopped at its end."""
+
+    name: str
+    stack: AppStack
+    results: list[ScenarioResult]
+    emails: list[str] = field(default_factory=list)
+    processes: list[Container] = field(default_factory=list)
+    started: float = field(default_factory=time.monotonic)
+
+    def start_worker(self) -> Container:
+        worker = self.stack.start_worker()
+        self.processes.append(worker)
+        return worker
+
+    def start_beat(self) -> Container:
+        beat = self.stack.start(self.stack.containers.one("beat"))
+        self.processes.append(beat)
+        return beat
+
+    def sign_up(self, count: int, prefix: str = "") -> list[str]:
+        first = len(self.emails)
+        emails = [f"{prefix or self.name}-{first + index}@example.com" for index in range(count)]
+        self.stack.sign_up(emails)
+        self.emails.extend(emails)
+        return emails
+
+    def describe_processes(self) -> str:
+        return "\n\n".join(process.describe() for process in self.processes)
+
+    def record(self, result: ScenarioResult) -> ScenarioResult:
+        self.results.append(result)
+        return result
+
+    def email_result(self) -> ScenarioResult:
+        deliveries = self.stack.smtp.deliveries()
+        statuses = self.stack.signup_statuses()
+        delivered = {email for email in self.emails if deliveries[email] >= 1}
+        return ScenarioResult(
+            scenario=self.name,
+            sent=len(self.emails),
+            completed=sum(1 for email in delivered if statuses.get(email) == "sent"),
+            lost=len(self.emails) - len(delivered),
+            duplicated=sum(1 for email in self.emails if deliveries[email] > 1),
+            seconds=time.monotonic() - self.started,
+        )
+
+    def settle_emails(self, timeout: float) -> ScenarioResult:
+        """Wait until every accepted signup got its email and no message is waiting or in flight.
+
+        With nothing left in the broker no copy of a task can still arrive, so the counts are final.
+        Records the result (also on timeout) and fails on any lost or duplicated email.
+        """
+
+        def settled() -> bool:
+            deliveries = self.stack.smtp.deliveries()
+            backlog = self.stack.broker_backlog()
+            return all(deliveries[email] for email in self.emails) and not any(backlog.values())
+
+        try:
+            wait_for(settled, timeout, "emails still missing or messages still in the broker", interval=0.5)
+        except AssertionError as timeout_error:
+            result = self.record(self.email_result())
+            missing = [email for email in self.emails if not self.stack.smtp.deliveries()[email]]
+            raise AssertionError(
+                f"{result.problems()}; not delivered (first 10): {missing[:10]}; "
+                f"broker: {self.stack.broker_backlog()}; {timeout_error}\n{self.describe_processes()}"
+            ) from None
+        result = self.record(self.email_result())
+        strangers = set(self.stack.smtp.deliveries()) - set(self.emails)
+        assert not strangers, f"emails went to addresses nobody signed up with: {sorted(strangers)[:10]}"
+        assert result.lost == 0 and result.duplicated == 0, result.problems()
+        assert result.completed == result.sent, (
+            f"{result.sent - result.completed} delivered emails are not marked sent in the database"
+        )
+        return result

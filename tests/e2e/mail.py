@@ -1,0 +1,104 @@
+"""The side-effect boundary: a real SMTP server that records deliveries and can hold a recipient.
+
+Built on the app tests' server (tests/app/fake_smtp.py). What it adds:
+- every `RCPT TO` is recorded with its time: each one is an attempt of a welcome-email task, so the
+  time between two attempts for one recipient is the time until the task was delivered again;
+- `hold(recipient)` keeps the reply to that recipient's `RCPT TO` waiting until `unhold`. The task
+  is then stuck in the middle of its work (row lock taken, nothing delivered), which is the moment a
+  scenario kills or stops the worker. A message is only delivered after its `DATA`, so a worker
+  that dies while held has delivered nothing, as with a real mail server.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass
+
+from tests.app.fake_smtp import SMTPServer, SMTPSession
+
+RCPT_PREFIX = b"RCPT TO:"
+
+
+@dataclass(frozen=True)
+class Attempt:
+    recipient: str
+    at: float  # time.monotonic()
+
+
+class HoldingSMTPServer(SMTPServer):
+    def __init__(self) -> None:
+        super().__init__()
+        self.RequestHandlerClass = HoldingSMTPSession
+        self.attempts: list[Attempt] = []
+        self._held: dict[str, threading.Event] = {}
+
+    def hold(self, recipient: str) -> None:
+        with self.lock:
+            self._held[recipient.lower()] = threading.Event()
+
+    def unhold(self, recipient: str) -> None:
+        with self.lock:
+            gate = self._held.pop(recipient.lower(), None)
+        if gate is not None:
+            gate.set()
+
+    def unhold_all(self) -> None:
+        for recipient in list(self._held):
+            self.unhold(recipient)
+
+    def reset(self) -> None:
+        self.unhold_all()
+        with self.lock:
+            self.messages.clear()
+            self.attempts.clear()
+            self.failures_left = 0
+
+    def record_attempt(self, recipient: str) -> threading.Event | None:
+        """Record an attempt; returns the gate to wait for if the recipient is held."""
+        with self.lock:
+            self.attempts.append(Attempt(recipient, time.monotonic()))
+            return self._held.get(recipient)
+
+    def attempts_for(self, recipient: str) -> list[float]:
+        with self.lock:
+            return [attempt.at for attempt in self.attempts if attempt.recipient == recipient.lower()]
+
+    def deliveries(self) -> Counter[str]:
+        """How many messages each recipient received."""
+        return Counter(recipient.lower() for recipient in self.recipients())
+
+
+class HoldingSMTPSession(SMTPSession):
+    server: HoldingSMTPServer
+
+    def setup(self) -> None:
+        super().setup()
+        self.rfile = _HoldingReader(self.rfile, self.server)
+
+    def reply(self, line: str) -> None:
+        # A client killed while held has nobody left to answer.
+        with contextlib.suppress(OSError):
+            super().reply(line)
+
+
+class _HoldingReader:
+    """Feeds the session its client's lines, holding back a held recipient's RCPT TO."""
+
+    def __init__(self, lines, server: HoldingSMTPServer) -> None:
+        self._lines = lines
+        self._server = server
+
+    def __iter__(self) -> _HoldingReader:
+        return self
+
+    def __next__(self) -> bytes:
+        line = next(self._lines)
+        if line.upper().startswith(RCPT_PREFIX):
+            recipient = line[len(RCPT_PREFIX):].strip().strip(b"<>").decode(errors="replace").lower()
+            gate = self._server.record_attempt(recipient)
+            if gate is not None:
+                gate.wait()
+        return line

@@ -1,0 +1,94 @@
+"""Exactly one scheduler: two Beat processes at once must not fire any periodic slot twice.
+
+Two Beats happen on AWS during a deploy that overlaps old and new tasks, a manual run-task, or a
+stop that overruns its timeout. Every run of the heartbeat task is recorded in PostgreSQL with the
+slot it was sent for (signups.PeriodicRun), so a double firing is visible in the data.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from datetime import datetime
+
+import pytest
+
+from infra import app_contract
+from tests.app.app_processes import wait_for
+from tests.e2e.ledger import Scenario, ScenarioResult
+from tests.e2e.services import wait_until
+from tests.e2e.stack import SHORT_TIMINGS, AppStack
+
+HEARTBEAT_TASK = "signups.tasks.record_heartbeat"
+INTERVAL = int(SHORT_TIMINGS[app_contract.PERIODIC_HEARTBEAT_SECONDS])
+OVERLAP_SECONDS = 60
+# Beat wakes up at least this often (CELERY_BEAT_MAX_LOOP_INTERVAL): how late a slot may fire.
+BEAT_MAX_LOOP_INTERVAL = 5
+# A Beat taking over from one that released its lock fires the pending slot within one loop.
+HANDOVER_ALLOWANCE = BEAT_MAX_LOOP_INTERVAL + 2
+# Sending, not the schedule, decides a slot's time: each one may be this much late.
+TIMING_TOLERANCE = 1.5
+STOP_TIMEOUT = 30  # the Beat container's ECS stop timeout
+
+
+def recorded_runs(stack: AppStack) -> list[tuple[datetime, int]]:
+    with stack.postgres.connect() as connection:
+        return connection.execute(
+            "SELECT scheduled_for, firing FROM signups_periodicrun WHERE task_name = %s "
+            "ORDER BY scheduled_for, firing",
+            (HEARTBEAT_TASK,),
+        ).fetchall()
+
+
+def distinct_slots(stack: AppStack) -> list[datetime]:
+    return sorted({slot for slot, _firing in recorded_runs(stack)})
+
+
+@pytest.mark.slow
+def test_two_beats_fire_each_slot_once(scenario: Scenario) -> None:
+    stack = scenario.stack
+    scenario.start_worker()  # runs the heartbeat tasks
+    first = scenario.start_beat()
+    first.wait_for_log("Acquired lock")
+    second = scenario.start_beat()
+    overlap_started = time.monotonic()
+
+    wait_until(
+        lambda: time.monotonic() - overlap_started >= OVERLAP_SECONDS
+        and len(distinct_slots(stack)) >= OVERLAP_SECONDS // INTERVAL - 2,
+        OVERLAP_SECONDS + 30, f"the heartbeat did not run every {INTERVAL} s", scenario.processes, interval=1,
+    )
+    assert first.is_running() and second.is_running(), scenario.describe_processes()
+    assert "Sending due task" not in second.output(), (
+        f"the second Beat sent tasks while the first held the lock; {second.describe()}"
+    )
+
+    # A deploy stops the Beat holding the lock; the other takes over and keeps the schedule.
+    slots_before_handover = len(distinct_slots(stack))
+    stopped = first.stop_like_ecs(STOP_TIMEOUT)
+    assert not stopped.killed, f"Beat did not exit on SIGTERM; {first.describe()}"
+    wait_until(
+        lambda: len(distinct_slots(stack)) >= slots_before_handover + 3,
+        HANDOVER_ALLOWANCE + 3 * INTERVAL + 10, "the remaining Beat did not take over", [second],
+    )
+    second.stop_like_ecs(STOP_TIMEOUT)
+    wait_for(lambda: not any(stack.broker_backlog().values()), 30, "heartbeat tasks still in the broker")
+
+    runs = recorded_runs(stack)
+    slots = distinct_slots(stack)
+    gaps = [(later - earlier).total_seconds() for earlier, later in itertools.pairwise(slots)]
+    early = [gap for gap in gaps if gap < INTERVAL - TIMING_TOLERANCE]
+    late = [gap for gap in gaps if gap > INTERVAL + HANDOVER_ALLOWANCE]
+    result = scenario.record(ScenarioResult(
+        scenario=scenario.name, sent=len(slots) + len(late), completed=len(slots), lost=len(late),
+        duplicated=sum(1 for _slot, firing in runs if firing > 1) + len(early),
+        seconds=time.monotonic() - scenario.started,
+    ))
+    assert result.duplicated == 0, (
+        f"slots fired twice: {[str(slot) for slot, firing in runs if firing > 1]}; slots closer than the "
+        f"interval ({INTERVAL} s): {early}"
+    )
+    assert result.lost == 0, f"slots skipped: gaps of {late} s between runs (interval {INTERVAL} s)"
+    assert sum(gap > INTERVAL + TIMING_TOLERANCE for gap in gaps) <= 1, (
+        f"runs were late more than once (only the handover may be): gaps {gaps}"
+    )

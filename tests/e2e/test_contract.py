@@ -1,0 +1,121 @@
+"""Drift between the task definitions and the app: names, commands and the timing invariants.
+
+The fault scenarios start processes from the dev stack's task definitions; these checks make sure
+what those definitions carry is what the app reads, for every stack, and that the production
+timings keep the guarantees the scenarios prove with short ones.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from infra import app_contract
+from tests.app.app_processes import APP_DIR
+from tests.e2e.stack import AWS_ONLY_VALUES, SHORT_TIMINGS
+from tests.e2e.task_definitions import ContainerSpec, stack_containers
+
+PRODUCTION_SETTINGS_FILES = [APP_DIR / "config/settings/base.py", APP_DIR / "config/settings/production.py"]
+APP_ROLES = ("web", "worker", "beat", "migrate")
+# Read with a default (the console) by the app, but a worker without it sends no email at all.
+EMAIL_SETTINGS = "EMAIL_URL"
+QUEUE_METRICS_VARIABLES = (
+    app_contract.QUEUE_METRICS_NAMESPACE,
+    app_contract.QUEUE_METRICS_POOLS,
+    app_contract.ECS_CLUSTER,
+    app_contract.AWS_REGION,
+    app_contract.REDIS_URL,
+)
+
+
+def variables_read(settings_file: Path) -> dict[str, bool]:
+    """Environment variables a settings module reads through django-environ: name -> has a default."""
+    read: dict[str, bool] = {}
+    for node in ast.walk(ast.parse(settings_file.read_text())):
+        if not isinstance(node, ast.Call) or not node.args:
+            continue
+        function = node.func
+        reader = function.value if isinstance(function, ast.Attribute) else function
+        name = node.args[0]
+        if isinstance(reader, ast.Name) and reader.id == "env" and isinstance(name, ast.Constant):
+            read[name.value] = any(keyword.arg == "default" for keyword in node.keywords)
+    return read
+
+
+def production_variables() -> dict[str, bool]:
+    read: dict[str, bool] = {}
+    for settings_file in PRODUCTION_SETTINGS_FILES:
+        read.update(variables_read(settings_file))
+    assert read, "found no env(...) reads in the production settings; has the way settings are read changed?"
+    return read
+
+
+def missing(container: ContainerSpec, names) -> list[str]:
+    return sorted(set(names) - container.variable_names)
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_every_role_runs_from_the_image_workdir(stack: str) -> None:
+    containers = stack_containers(stack)
+    for role in (*APP_ROLES, "queue-metrics"):
+        assert containers.by_role(role), f"stack {stack} has no {role} container"
+    for container in containers.containers:
+        assert container.working_directory == app_contract.APP_WORKDIR, (
+            f"{container.family}/{container.name} runs from {container.working_directory!r}; the role "
+            f"commands are relative to {app_contract.APP_WORKDIR}"
+        )
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_task_definitions_provide_every_variable_production_requires(stack: str) -> None:
+    required = [name for name, has_default in production_variables().items() if not has_default]
+    gaps = {
+        f"{container.family}/{container.name}": missing(container, required)
+        for role in APP_ROLES
+        for container in stack_containers(stack).by_role(role)
+    }
+    gaps = {container: names for container, names in gaps.items() if names}
+    assert not gaps, f"stack {stack}: containers lack variables the app needs in production: {gaps}"
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_email_workers_are_told_where_to_send_mail(stack: str) -> None:
+    for worker in stack_containers(stack).by_role("worker"):
+        if app_contract.EMAIL_QUEUE in worker.option("--queues").split(","):
+            assert EMAIL_SETTINGS in worker.variable_names, (
+                f"stack {stack}: {worker.family} serves the {app_contract.EMAIL_QUEUE} queue without "
+                f"{EMAIL_SETTINGS}, so the app writes welcome emails to its log instead of sending them"
+            )
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_queue_metrics_publisher_gets_its_variables(stack: str) -> None:
+    publisher = stack_containers(stack).one("queue-metrics")
+    assert not missing(publisher, QUEUE_METRICS_VARIABLES), (
+        f"stack {stack}: the queue-metrics publisher lacks {missing(publisher, QUEUE_METRICS_VARIABLES)}"
+    )
+
+
+def test_test_overrides_only_replace_values_the_task_definitions_set() -> None:
+    set_somewhere = set().union(*(spec.environment for spec in stack_containers("dev").containers))
+    invented = sorted((set(AWS_ONLY_VALUES) | set(SHORT_TIMINGS)) - set_somewhere)
+    assert not invented, f"the e2e overrides name variables no dev container has: {invented}"
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_timing_invariants_behind_the_fault_scenarios(stack: str) -> None:
+    for worker in stack_containers(stack).by_role("worker"):
+        env = worker.environment
+        soft = int(env[app_contract.CELERY_TASK_SOFT_TIME_LIMIT])
+        hard = int(env[app_contract.CELERY_TASK_TIME_LIMIT])
+        visibility = int(env[app_contract.CELERY_VISIBILITY_TIMEOUT])
+        assert soft < hard < visibility, (
+            f"{stack} {worker.family}: need soft ({soft}) < hard ({hard}) < visibility timeout "
+            f"({visibility}), or a task still running is delivered a second time"
+        )
+        assert int(env[app_contract.CELERY_WORKER_STOP_TIMEOUT]) == worker.stop_timeout, (
+            f"{stack} {worker.family}: the worker is told its stop timeout is "
+            f"{env[app_contract.CELERY_WORKER_STOP_TIMEOUT]} s but ECS uses {worker.stop_timeout} s"
+        )
