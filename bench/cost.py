@@ -10,14 +10,13 @@ between min and max); a busy worker's price per hour is shown beside them.
 
 from __future__ import annotations
 
-import argparse
 import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.report import REPO_ROOT, describe_machine, machine_facts, table, write_results
+from bench.report import REPO_ROOT, argument_parser, describe_machine, machine_facts, table, write_results
 from infra import app_contract
 from infra.scaling import schema
 from tests.infra.harness import ProgramRun, RecordedResource, run_program
@@ -56,6 +55,7 @@ NOT_MODELLED = (
     "ECR image storage (about $0.10 per GB-month of kept images)",
     "RDS backup storage beyond the free allowance (the size of the database)",
     "ElastiCache snapshot storage",
+    "ALB access logs in S3, SNS notifications",
     "one-off migration tasks (a minute or two of Fargate per deploy)",
     "Secrets Manager and CloudWatch API calls other than PutMetricData",
 )
@@ -344,6 +344,17 @@ def alarms(run: ProgramRun, prices: PriceTable, usage: UsageAssumptions) -> Iter
         )
 
 
+def dashboards(run: ProgramRun, prices: PriceTable, usage: UsageAssumptions) -> Iterable[LineItem]:
+    count = len(run.of_type("aws:cloudwatch/dashboard:Dashboard"))
+    if count:
+        yield LineItem(
+            "CloudWatch dashboards",
+            "dashboards",
+            f"{count}",
+            count * prices.usd("cloudwatch_dashboard_month"),
+        )
+
+
 def _alarm_month(alarm: RecordedResource, prices: PriceTable) -> float:
     queries = alarm.inputs.get("metricQueries") or []
     metrics = [query["metric"] for query in queries if query.get("metric")] or [alarm.inputs]
@@ -367,6 +378,7 @@ ESTIMATORS: Sequence[Callable[[ProgramRun, PriceTable, UsageAssumptions], Iterab
     logs,
     queue_metrics,
     alarms,
+    dashboards,
 )
 
 
@@ -400,9 +412,7 @@ def stack_report(
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argument_parser(__doc__)
     parser.add_argument("--stack", action="append", choices=sorted(ASSUMPTIONS), help="default: dev and prod")
     args = parser.parse_args(argv)
     prices = PriceTable()
@@ -442,7 +452,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "stacks": reports,
         "not_modelled": list(NOT_MODELLED),
     }
-    write_results("cost", results)
+    write_results("cost", results, args.results_dir)
     return results
 
 

@@ -1,31 +1,29 @@
 """Scaling reaction model: the deployed worker-scaling policy against bursts of one-second tasks.
 
-For each worker pool of the dev and prod stacks, the policy set the stack deploys
-(`infra.scaling.policy_set`: publish interval, alarm periods and evaluation periods, cooldowns,
-wake-up steps) is played by `infra.scaling.simulate` against a burst of 1,000 and 10,000 tasks of
-one second landing at once on an idle pool. Fargate start-up is the stated assumption
-`infra.scaling.FARGATE_STARTUP_SECONDS`. Reported per burst: time to the first scale-out decision
-and to the first added worker running, time to drain the queue, time back to the minimum, and the
-worker-minutes used against the ideal (the work divided by the pool's concurrency).
+For each worker pool of the dev and prod stacks, the policy set the stack deploys (the pool's
+`StackConfig.scaling_parameters` through `infra.scaling.policy_set`: publish interval, alarm
+periods and evaluation periods, cooldowns, wake-up steps) is played by `infra.scaling.simulate`
+against a burst of 1,000 and of 10,000 one-second tasks landing at once on an idle pool. Fargate
+start-up is the stated assumption `infra.scaling.FARGATE_STARTUP_SECONDS`. Reported per burst:
+time to the first scale-out decision and to the first added worker running, time to drain the
+queue, time back to the minimum, and the worker-minutes used against the ideal (the work
+divided by the pool's concurrency).
 
     .venv/bin/python -m bench.scaling
 """
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from bench.report import describe_machine, machine_facts, table, write_results
-from infra.config import StackConfig, WorkerPool, validate
+from bench.report import argument_parser, describe_machine, machine_facts, table, write_results
+from infra.config import StackConfig, validate
 from infra.scaling import (
-    DEV_EXAMPLE,
     FARGATE_STARTUP_SECONDS,
-    PROD_EXAMPLE,
     ScalingParameters,
     SimulationSample,
     policy_set,
@@ -39,25 +37,16 @@ BURST_TASK_SECONDS = 1
 BURST_AT_SECOND = 30
 # Simulated time after the worst-case return to min, so a slower-than-expected run still ends there.
 SIMULATION_MARGIN_SECONDS = 600
-# Timing values of the scaling policy that the stack config does not (yet) carry per pool:
-# the documented dev and prod examples of docs/autoscaling.md.
-POLICY_TIMING = {"dev": DEV_EXAMPLE, "prod": PROD_EXAMPLE}
+STACKS = ("dev", "prod")
+# A stack with config values it already accepts, to show what a different choice would change.
+VARIANTS = {
+    "prod, dev's scale-in": ("prod", {"scaleInQuietMinutes": 5, "scaleInCooldownSeconds": 60}),
+}
 
 
-def stack_config(stack: str) -> StackConfig:
-    """The validated config of `stack`: Pulumi.yaml defaults plus Pulumi.<stack>.yaml."""
-    return validate(bare_config(stack))
-
-
-def pool_parameters(stack: str, config: StackConfig, pool: WorkerPool) -> ScalingParameters:
-    """The scaling parameters of one pool: its size and concurrency, the stack's publish interval."""
-    return replace(
-        POLICY_TIMING[stack],
-        min_workers=pool.min_count,
-        max_workers=pool.max_count,
-        worker_concurrency=pool.concurrency,
-        publish_interval_seconds=config.queue_metrics_interval_seconds,
-    )
+def stack_config(stack: str, overrides: dict[str, object] | None = None) -> StackConfig:
+    """The validated config of `stack` as the program reads it, plus `overrides`."""
+    return validate(bare_config(stack, overrides))
 
 
 @dataclass(frozen=True)
@@ -134,12 +123,8 @@ def run_burst(stack: str, pool: str, params: ScalingParameters, tasks: int) -> B
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument(
-        "--stack", action="append", choices=sorted(POLICY_TIMING), help="default: dev and prod"
-    )
+    parser = argument_parser(__doc__)
+    parser.add_argument("--stack", action="append", choices=STACKS, help="default: dev and prod")
     parser.add_argument(
         "--tasks", action="append", type=int, help=f"burst size; default: {', '.join(map(str, BURST_SIZES))}"
     )
@@ -151,20 +136,24 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     )
     policies_used: list[dict[str, Any]] = []
     outcomes: list[BurstOutcome] = []
-    for stack in args.stack or ["dev", "prod"]:
-        config = stack_config(stack)
+    stacks = args.stack or STACKS
+    cases = [(stack, stack, {}) for stack in stacks]
+    cases += [(name, stack, overrides) for name, (stack, overrides) in VARIANTS.items() if stack in stacks]
+    for name, stack, overrides in cases:
+        config = stack_config(stack, overrides)
         for pool in config.worker_pools:
-            params = pool_parameters(stack, config, pool)
+            params = config.scaling_parameters(pool)
             reaction = reaction_times(params, policy_set(params))
             policies_used.append(
                 {
-                    "stack": stack,
+                    "stack": name,
+                    "config_overrides": overrides,
                     "pool": pool.name,
                     "parameters": asdict(params),
                     "reaction_times": asdict(reaction),
                 }
             )
-            outcomes += [run_burst(stack, pool.name, params, tasks) for tasks in args.tasks or BURST_SIZES]
+            outcomes += [run_burst(name, pool.name, params, tasks) for tasks in args.tasks or BURST_SIZES]
 
     print()
     print(
@@ -241,7 +230,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "policies": policies_used,
         "bursts": [{**asdict(o), "used_over_ideal": round(o.overhead, 3)} for o in outcomes],
     }
-    write_results("scaling", results)
+    write_results("scaling", results, args.results_dir)
     return results
 
 

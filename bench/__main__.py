@@ -1,0 +1,23 @@
+"""Every benchmark, in order: `python -m bench [--smoke]` from the repository root.
+
+The two models take a second each; the pipeline takes a few minutes (`--smoke`: seconds).
+"""
+
+import argparse
+
+from bench import cost, pipeline, scaling
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--smoke", action="store_true", help="tiny pipeline sizes, to prove it runs")
+    args = parser.parse_args()
+    cost.main([])
+    print()
+    scaling.main([])
+    print()
+    pipeline.main(["--smoke"] if args.smoke else [])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,75 @@
+"""The benchmark scripts still run and still measure what they claim (tiny sizes, seconds)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+
+from bench import cost, pipeline, scaling
+
+PRICED_EVERYWHERE = {
+    "Load balancer",
+    "Fargate",
+    "RDS PostgreSQL",
+    "ElastiCache",
+    "Public IPv4",
+    "Secrets Manager",
+    "CloudWatch Logs",
+}
+
+
+def test_cost_model_prices_what_dev_and_prod_declare(tmp_path: Path):
+    results = cost.main(["--results-dir", str(tmp_path)])
+    stacks = {report["name"]: report for report in results["stacks"]}
+    dev, prod = stacks["dev"], stacks["prod"]
+    for report in (dev, prod):
+        missing = PRICED_EVERYWHERE - set(report["by_category"])
+        assert not missing, f"{report['name']}: no line for {missing}; lines: {report['items']}"
+        assert report["total_usd"] == pytest.approx(
+            sum(item["monthly_usd"] for item in report["items"]), abs=0.01
+        )
+    assert dev["idle_workers_at_zero"], "dev's worker pools are declared with desired count 0"
+    assert "NAT gateway" not in dev["by_category"], "dev declares no NAT gateway"
+    assert prod["by_category"]["NAT gateway"] > 0, "prod declares a NAT gateway per AZ"
+    assert prod["total_usd"] > dev["total_usd"]
+    assert json.loads((tmp_path / "cost.json").read_text())["stacks"][0]["name"] == "dev"
+
+
+def test_cost_model_names_a_class_missing_from_the_price_table():
+    prices = cost.PriceTable()
+    with pytest.raises(cost.CostModelError, match=r"db\.r7g\.huge.*rds_postgres_instance_hour_single_az"):
+        prices.rds_instance_hour("db.r7g.huge", multi_az=False)
+
+
+def test_scaling_model_drains_every_burst_and_returns_to_min(tmp_path: Path):
+    results = scaling.main(["--stack", "dev", "--tasks", "200", "--results-dir", str(tmp_path)])
+    [burst] = [b for b in results["bursts"] if b["stack"] == "dev"]
+    assert burst["first_scale_out_s"] is not None and burst["first_scale_out_s"] <= 20, burst
+    assert burst["drained_s"] is not None and burst["back_to_min_s"] > burst["drained_s"], burst
+    assert burst["worker_minutes"] >= burst["ideal_worker_minutes"], "no schedule beats doing the work"
+
+
+@pytest.fixture
+def smoke_database_url(database_url: str) -> str:
+    """A database of its own next to the test database (the benchmark creates it if missing)."""
+    return urlunsplit(urlsplit(database_url)._replace(path="/bench_smoke"))
+
+
+def test_pipeline_smoke_measures_every_part(tmp_path: Path, smoke_database_url: str):
+    results = pipeline.main(["--smoke", "--database-url", smoke_database_url, "--results-dir", str(tmp_path)])
+    assert results["enqueue_latency"]["count"] == pipeline.SMOKE.enqueue_requests
+    assert results["commit_latency"]["p50_ms"] > 0
+    for comparison in results["throughput"]:
+        rates = comparison["tasks_per_second"]
+        assert set(rates) == set(pipeline.DELIVERY_SETTINGS), comparison
+        assert all(rate > 0 for rate in rates.values()), comparison
+    assert all(run["tasks_per_second"] > 0 for run in results["noop"]), results["noop"]
+    assert {run["test"] for run in results["redis_benchmark"]} == {"LPUSH", "RPOP"}
+    profile = results["profile"]
+    for part in ("ORM and PostgreSQL", "SMTP", "broker"):
+        assert any(name.startswith(part) and ms > 0 for name, ms in profile["ms_per_task"].items()), profile
+    assert profile["span_ms_per_task"]["SMTP conversation (EmailMessage.send)"] > 0, profile
+    assert (tmp_path / "pipeline-smoke.json").exists()
