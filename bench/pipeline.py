@@ -1,14 +1,15 @@
 """Task pipeline benchmark: the product's signup pipeline against raw Celery, on one machine.
 
 Real processes on loopback, started with the role commands of infra/app_contract.py:
-- gunicorn (web command) serving POST /api/signups; enqueue latency is measured by one client
-  posting signups one after another while no worker runs, so the queue fills up;
-- a Celery worker (worker command) with 1, 2 and 4 pool processes then drains that backlog of
-  real welcome-email tasks; throughput is tasks completed per second between the first and the
-  last `sent_at` the tasks write. The SMTP server answers at once (the "1 ms" task) or after
-  100 ms (the "100 ms" task);
-- every run once with the shipped settings and once with Celery's defaults (early ack,
-  prefetch 4: bench/settings_celery_defaults.py), reported as a ratio;
+- gunicorn (web command) serving POST /api/signups: one client posts signups one after another
+  while no worker runs; the latency of each request is the enqueue latency;
+- a Celery worker (worker command) with 1, 2 and 4 pool processes drains a backlog of real
+  welcome-email tasks (rows and messages written in bulk, as the API leaves them); throughput is
+  tasks completed per second between the first and the last `sent_at` the tasks write. The SMTP
+  server answers at once (the "1 ms" task) or after 100 ms (the "100 ms" task);
+- every run with the shipped settings, with Celery's defaults (early ack, prefetch 4:
+  bench/settings_celery_defaults.py) and with a candidate fix (bench/settings_connection_reuse.py),
+  alternating, the median of the repetitions reported;
 - a throwaway Celery app with a no-op task (bench/noop_app.py), the Celery ceiling, and
   `redis-benchmark -t lpush,rpop`, the broker's ceiling;
 - a profile of a single-process (`--pool solo`) worker running the 1 ms task: where its time goes.
@@ -136,7 +137,7 @@ class DelayedSMTPServer(SMTPServer):
 
 
 def prepare_database(database_url: str) -> None:
-    """Create the benchmark database if it does not exist, then migrate it."""
+    """Create the benchmark database if it does not exist (the migrate command fills it)."""
     url = urlsplit(database_url)
     name = url.path.lstrip("/")
     maintenance_url = urlunsplit(url._replace(path="/postgres"))
@@ -172,7 +173,7 @@ class Pipeline:
 
 @contextlib.contextmanager
 def running_pipeline(database_url: str) -> Iterator[Pipeline]:
-    progress("starting PostgreSQL database, redis-server, SMTP servers and gunicorn")
+    progress("preparing the database; starting redis-server, SMTP servers and gunicorn")
     prepare_database(database_url)
     with contextlib.ExitStack() as stack:
         scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-pipeline-")))
