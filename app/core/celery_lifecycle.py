@@ -1,4 +1,5 @@
-"""Worker and Beat process lifecycle: logging, the worker heartbeat and a bounded shutdown."""
+"""Worker and Beat process lifecycle: logging, database connections per task, the worker heartbeat
+and a bounded shutdown."""
 
 import logging
 import logging.config
@@ -6,8 +7,9 @@ import signal
 import threading
 
 from celery import bootsteps
-from celery.signals import setup_logging, worker_shutting_down
+from celery.signals import setup_logging, task_postrun, task_prerun, worker_shutting_down
 from django.conf import settings
+from django.db import close_old_connections
 
 from core.heartbeat import touch
 
@@ -18,6 +20,19 @@ logger = logging.getLogger(__name__)
 def use_django_logging(**kwargs) -> None:
     """Worker and Beat log JSON lines to stdout like the web role, instead of Celery's format."""
     logging.config.dictConfig(settings.LOGGING)
+
+
+@task_prerun.connect
+@task_postrun.connect
+def apply_connection_lifetime(sender=None, **kwargs) -> None:
+    """Reuse a task's database connection for the next one while it is healthy and younger than
+    CONN_MAX_AGE (CELERY_DB_REUSE_MAX stops Celery from closing it after every task); a connection
+    broken by a PostgreSQL restart or left in a failed transaction is closed here instead.
+
+    Eager tasks (`.apply()`) run inside the caller's own transaction, which must stay open.
+    """
+    if not getattr(sender.request, "is_eager", False):
+        close_old_connections()
 
 
 class WorkerHeartbeat(bootsteps.StartStopStep):

@@ -93,6 +93,44 @@ def test_signup_moves_from_queued_to_sent_through_a_real_worker(
     ), f"worker logs must be JSON lines with the task id and name; {worker.describe()}"
 
 
+
+def worker_connections(started_after: float) -> set[int]:
+    """Backend PIDs of other processes connected to the test database since `started_after`."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid() AND backend_start > to_timestamp(%s)",
+            [started_after],
+        )
+        return {pid for (pid,) in cursor.fetchall()}
+
+
+def test_a_worker_keeps_its_database_connection_from_task_to_task(worker_factory) -> None:
+    """Celery closes Django's connection around every task unless told otherwise; the worker must
+    reuse it (CONN_MAX_AGE), or every task pays a new connection (and TLS handshake on RDS)."""
+    started = time.time()
+    worker = worker_factory()
+    first = create_signup("first@example.com")
+    wait_for(lambda: status_of(first)["status"] == "sent", timeout=20, message=worker.describe())
+    wait_for(
+        lambda: worker_connections(started),
+        timeout=10,
+        message="the worker closed its database connection after the task",
+    )
+    [connection_after_first] = worker_connections(started)
+
+    later = [create_signup(f"user{index}@example.com") for index in range(5)]
+    wait_for(
+        lambda: all(status_of(signup)["status"] == "sent" for signup in later),
+        timeout=30,
+        message=worker.describe(),
+    )
+    assert worker_connections(started) == {connection_after_first}, (
+        "five more tasks opened new database connections instead of reusing the first one"
+    )
+
 def test_sigterm_lets_a_short_task_finish_then_exits(worker_factory, smtp_server: SMTPServer) -> None:
     worker = worker_factory()
     smtp_server.release.clear()
