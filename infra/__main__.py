@@ -200,6 +200,7 @@ web = FargateService(
         ),
         placement=placement,
         desired_count=config.web_desired_count,
+        spot=config.web_spot,
         load_balancer=LoadBalancerTarget(
             target_group_arn=load_balancer.target_group_arn,
             container_name=containers.WEB,
@@ -276,6 +277,7 @@ beat = (
             ),
             placement=placement,
             desired_count=1,
+            spot=config.beat_spot,
             minimum_healthy_percent=0,
             maximum_percent=100,
             availability_zone_rebalancing=False,

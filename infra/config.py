@@ -137,6 +137,7 @@ class StackConfig:
     web_cpu: int
     web_memory: int
     web_desired_count: int
+    web_spot: bool
     certificate_arn: str
     domain_name: str
     alb_idle_timeout_seconds: int
@@ -145,6 +146,7 @@ class StackConfig:
     gunicorn_timeout_seconds: int
     worker_pools: tuple[WorkerPool, ...]
     beat_enabled: bool
+    beat_spot: bool
     beat_cpu: int
     beat_memory: int
     task_soft_time_limit_seconds: int
@@ -429,6 +431,7 @@ def validate(raw: Mapping[str, object], project_root: Path | None = None) -> Sta
         "web_cpu": read.integer("webCpu", 256, 16384),
         "web_memory": read.integer("webMemory", 512, 122880),
         "web_desired_count": read.integer("webDesiredCount", 0, 100),
+        "web_spot": read.boolean("webSpot"),
         "certificate_arn": read.string(
             "certificateArn", CERTIFICATE_ARN_PATTERN, "empty, or an ACM certificate ARN"
         ),
@@ -443,6 +446,7 @@ def validate(raw: Mapping[str, object], project_root: Path | None = None) -> Sta
         "gunicorn_timeout_seconds": read.integer("gunicornTimeoutSeconds", 1, 3600),
         "worker_pools": read.worker_pools("workerPools"),
         "beat_enabled": read.boolean("beatEnabled"),
+        "beat_spot": read.boolean("beatSpot"),
         "beat_cpu": read.integer("beatCpu", 256, 16384),
         "beat_memory": read.integer("beatMemory", 512, 122880),
         "task_soft_time_limit_seconds": read.integer("taskSoftTimeLimitSeconds", 1),

@@ -97,14 +97,16 @@ def test_broker_is_a_single_shard_with_tls_auth_and_no_eviction(run_name: str, r
     inputs = run.one(REDIS).inputs
     assert inputs["clusterMode"] == "disabled"
     assert "numNodeGroups" not in inputs, "Celery cannot use Redis Cluster"
-    assert inputs["engine"] == "redis"
+    # dev runs Valkey (cheaper nodes, same protocol); prod and new stacks Redis OSS.
+    engine, family = ("valkey", "valkey8") if run_name == "dev_run" else ("redis", "redis7")
+    assert inputs["engine"] == engine
     assert inputs["transitEncryptionEnabled"] is True
     assert inputs["transitEncryptionMode"] == "required"
     assert inputs["atRestEncryptionEnabled"] is True
     assert inputs["authToken"] == run.one(PASSWORD, "auth-token").state["result"]
     assert inputs["autoMinorVersionUpgrade"] is True
     parameters = run.one(REDIS_PARAMETERS)
-    assert parameters.inputs["family"] == "redis7"
+    assert parameters.inputs["family"] == family
     assert parameters.inputs["parameters"] == [{"name": "maxmemory-policy", "value": "noeviction"}]
     assert inputs["parameterGroupName"] == parameters.state["name"]
     assert set(run.one(REDIS_SUBNETS).inputs["subnetIds"]) == private_subnet_ids(run)

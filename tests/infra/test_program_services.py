@@ -256,6 +256,16 @@ def test_web_service_serves_the_target_group_and_waits_until_healthy(prod_run: P
     assert web.inputs["capacityProviderStrategies"] == [{"capacityProvider": "FARGATE", "weight": 1}]
 
 
+
+def test_web_and_beat_run_on_spot_only_where_the_stack_allows_it(
+    dev_run: ProgramRun, prod_run: ProgramRun
+) -> None:
+    for run, capacity in ((dev_run, "FARGATE_SPOT"), (prod_run, "FARGATE")):
+        for role in ("web", "beat"):
+            assert service(run, role).inputs["capacityProviderStrategies"] == [
+                {"capacityProvider": capacity, "weight": 1}
+            ], f"{run.stack} {role} should run on {capacity}"
+
 @pytest.mark.parametrize("run_name", ["dev_run", "prod_run", "custom_run"])
 def test_one_worker_service_per_pool_whose_count_autoscaling_owns(run_name: str, request) -> None:
     run: ProgramRun = request.getfixturevalue(run_name)
