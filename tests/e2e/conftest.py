@@ -42,9 +42,13 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
         )
 
 
+# The dev stack with SMTP configured, so that its workers get EMAIL_URL (a secret) like a real stack.
+DEV_WITH_EMAIL = ("dev", (("emailUrl", "smtp+tls://user:password@smtp.example.com:587"),))
+
+
 @pytest.fixture(scope="session")
 def dev_containers() -> StackContainers:
-    return stack_containers("dev")
+    return stack_containers(*DEV_WITH_EMAIL)
 
 
 @pytest.fixture(scope="session")

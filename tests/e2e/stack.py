@@ -2,11 +2,12 @@
 
 Each process runs a container's command from the task definition, from `app/` (the image's
 /app), with the container's variable names. Values are the task definition's, except:
-- `SECRET_VALUES`: the secrets (Secrets Manager on AWS) point at the throwaway local services;
+- `secret_values`: the secrets (Secrets Manager on AWS) point at the throwaway local services and
+  the recording SMTP server;
 - `AWS_ONLY_VALUES`: values that only make sense on AWS;
 - `SHORT_TIMINGS`: time limits and timeouts shortened so that each fault resolves in seconds;
-- `BOUNDARY_VARIABLES`: what points the processes at the local stand-ins for the outside world
-  (SMTP server, AWS endpoint, bind address).
+- `boundary_variables`: what points the processes at the local stand-ins for the outside world
+  (AWS endpoint and credentials, bind address).
 """
 
 from __future__ import annotations
@@ -35,9 +36,13 @@ AWS_ONLY_VALUES = {
     app_contract.DJANGO_ALLOWED_HOSTS: "127.0.0.1,localhost",
 }
 SHORT_TIMINGS = {
-    app_contract.CELERY_TASK_SOFT_TIME_LIMIT: "8",
-    app_contract.CELERY_TASK_TIME_LIMIT: "10",
-    app_contract.CELERY_VISIBILITY_TIMEOUT: "12",
+    # A task stopped at shutdown still waits for the SMTP timeout (EMAIL_TIMEOUT, 10 s) before its
+    # message goes back, so the soft limit must come later than that, as it does in production.
+    app_contract.CELERY_TASK_SOFT_TIME_LIMIT: "16",
+    # Closer to the soft limit than the SMTP timeout: a delivery that hangs is still cleaning up
+    # when the hard limit kills it (the runaway scenario). Production leaves 30 s.
+    app_contract.CELERY_TASK_TIME_LIMIT: "18",
+    app_contract.CELERY_VISIBILITY_TIMEOUT: "20",
     # The worker turns its warm shutdown into a cold one 15 s before this: 2 s after SIGTERM, well
     # before a task running at SIGTERM reaches its soft limit (as 105 s vs 270 s in production).
     app_contract.CELERY_WORKER_STOP_TIMEOUT: "17",
@@ -159,12 +164,11 @@ class AppStack:
             app_contract.DATABASE_URL: self.postgres.url,
             app_contract.REDIS_URL: self.redis.url(),
             app_contract.DJANGO_SECRET_KEY: "e2e-not-secret-" + "k" * 50,
+            app_contract.EMAIL_URL: f"smtp://127.0.0.1:{self.smtp.port}",
         }
 
     def boundary_variables(self, spec: ContainerSpec) -> dict[str, str]:
         variables = {
-            # Mail goes to the recording SMTP server (the task definition would name a provider).
-            "EMAIL_URL": f"smtp://127.0.0.1:{self.smtp.port}",
             # ECS gives the task role's credentials; here AWS calls go to a local moto server.
             "AWS_ENDPOINT_URL": self.aws_endpoint,
             "AWS_ACCESS_KEY_ID": "testing",

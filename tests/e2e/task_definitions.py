@@ -85,9 +85,12 @@ def parse_container(family: str, definition: dict) -> ContainerSpec:
 
 
 @cache
-def stack_containers(stack: str) -> StackContainers:
-    """Every container of every task definition that `stack` declares (one program run per stack)."""
-    run = run_program(stack)
+def stack_containers(stack: str, config: tuple[tuple[str, str], ...] = ()) -> StackContainers:
+    """Every container of every task definition that `stack` declares, with extra `config` set.
+
+    One program run per stack and config.
+    """
+    run = run_program(stack, dict(config))
     containers = []
     for task_definition in run.of_type(TASK_DEFINITION):
         definitions = task_definition.inputs["containerDefinitions"]

@@ -19,8 +19,6 @@ from tests.e2e.task_definitions import ContainerSpec, stack_containers
 
 PRODUCTION_SETTINGS_FILES = [APP_DIR / "config/settings/base.py", APP_DIR / "config/settings/production.py"]
 APP_ROLES = ("web", "worker", "beat", "migrate")
-# Read with a default (the console) by the app, but a worker without it sends no email at all.
-EMAIL_SETTINGS = "EMAIL_URL"
 QUEUE_METRICS_VARIABLES = (
     app_contract.QUEUE_METRICS_NAMESPACE,
     app_contract.QUEUE_METRICS_POOLS,
@@ -78,16 +76,6 @@ def test_task_definitions_provide_every_variable_production_requires(stack: str)
     }
     gaps = {container: names for container, names in gaps.items() if names}
     assert not gaps, f"stack {stack}: containers lack variables the app needs in production: {gaps}"
-
-
-@pytest.mark.parametrize("stack", ["dev", "prod"])
-def test_email_workers_are_told_where_to_send_mail(stack: str) -> None:
-    for worker in stack_containers(stack).by_role("worker"):
-        if app_contract.EMAIL_QUEUE in worker.option("--queues").split(","):
-            assert EMAIL_SETTINGS in worker.variable_names, (
-                f"stack {stack}: {worker.family} serves the {app_contract.EMAIL_QUEUE} queue without "
-                f"{EMAIL_SETTINGS}, so the app writes welcome emails to its log instead of sending them"
-            )
 
 
 @pytest.mark.parametrize("stack", ["dev", "prod"])

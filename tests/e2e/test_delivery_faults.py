@@ -7,9 +7,11 @@ server, injects a fault, and ends with the data check of tests/e2e/ledger.py.
 from __future__ import annotations
 
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 
 import boto3
+import psycopg
 import pytest
 
 from infra import app_contract
@@ -24,6 +26,9 @@ HARD_TIME_LIMIT = int(SHORT_TIMINGS[app_contract.CELERY_TASK_TIME_LIMIT])
 STOP_TIMEOUT = int(SHORT_TIMINGS[app_contract.CELERY_WORKER_STOP_TIMEOUT])
 # How long a scenario may take to settle once its fault is over: redelivery after the visibility
 # timeout happens at the next restore sweep, plus time to work through the backlog.
+# Long enough that the task reaches its soft limit while the mail server holds it (below the SMTP
+# timeout after the soft limit), short enough that it gets there (above soft limit - SMTP timeout).
+SLOW_TRANSACTION_SECONDS = SOFT_TIME_LIMIT - 8
 SETTLE_SECONDS = VISIBILITY_TIMEOUT + UNACKED_RESTORE_INTERVAL_SECONDS + 30
 
 
@@ -101,22 +106,33 @@ def test_worker_stopped_by_ecs_mid_task(scenario: Scenario) -> None:
 
 
 def test_runaway_task(scenario: Scenario) -> None:
-    """A delivery that hangs: the soft limit lets it clean up, the hard limit replaces the pool
-    process, and the worker's other tasks go on."""
+    """A task stuck past its time limits: a slow transaction elsewhere holds its row, then the mail
+    server stops answering. The soft limit interrupts it to clean up, the cleanup itself waits on the
+    mail server, so the hard limit replaces the pool process. The worker's other tasks go on, and
+    the stuck signup is still emailed once the mail server answers again."""
     stack = scenario.stack
-    worker = scenario.start_worker()
     runaway = "runaway@example.com"
-    stack.smtp.hold(runaway)
-    stack.sign_up([runaway])
+    stack.sign_up([runaway])  # queued: no worker runs yet
     scenario.emails.append(runaway)
-    wait_for_attempts(stack, runaway, 1, 30, worker)
-
-    scenario.sign_up(10)  # served by the worker's other pool process meanwhile
-    worker.wait_for_log(f"Hard time limit ({HARD_TIME_LIMIT}s) exceeded", timeout=HARD_TIME_LIMIT + 10)
+    stack.smtp.hold(runaway)
+    with stack.postgres.connect() as blocker:
+        with blocker.transaction():
+            blocker.execute("SELECT 1 FROM signups_signup WHERE email = %s FOR UPDATE", (runaway,))
+            worker = scenario.start_worker()
+            wait_until(lambda: waiting_for_a_lock(blocker), 30, "the task never waited for the row", [worker])
+            time.sleep(SLOW_TRANSACTION_SECONDS)  # the slow transaction itself
+        scenario.sign_up(10)  # served by the worker's other pool process meanwhile
+        worker.wait_for_log(f"Soft time limit ({SOFT_TIME_LIMIT}s) exceeded", timeout=SOFT_TIME_LIMIT + 10)
+        worker.wait_for_log(f"Hard time limit ({HARD_TIME_LIMIT}s) exceeded", timeout=HARD_TIME_LIMIT + 10)
     stack.smtp.unhold(runaway)  # the mail server recovers
     scenario.sign_up(10)  # served after the replacement of the pool process
     scenario.settle_emails(timeout=SETTLE_SECONDS)
     assert worker.is_running(), f"the worker itself died with its runaway task; {worker.describe()}"
+
+
+def waiting_for_a_lock(connection: psycopg.Connection) -> bool:
+    query = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
+    return connection.execute(query).fetchone()[0] > 0
 
 
 @pytest.mark.slow
