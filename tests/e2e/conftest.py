@@ -9,6 +9,7 @@ session; each scenario starts (and kills) its own workers and Beats.
 from __future__ import annotations
 
 import logging
+import shutil
 from collections.abc import Iterator
 
 import pytest
@@ -74,6 +75,8 @@ def app_stack(dev_containers: StackContainers) -> Iterator[AppStack]:
             aws.stop()
             postgres.stop()
             redis_server.stop()
+            # Failures already quote the log tails they need.
+            shutil.rmtree(work_dir, ignore_errors=True)
 
 
 @pytest.fixture
