@@ -7,9 +7,8 @@ Real processes on loopback, started with the role commands of infra/app_contract
   welcome-email tasks (rows and messages written in bulk, as the API leaves them); throughput is
   tasks completed per second between the first and the last `sent_at` the tasks write. The SMTP
   server answers at once (the "1 ms" task) or after 100 ms (the "100 ms" task);
-- every run with the shipped settings, with Celery's defaults (early ack, prefetch 4:
-  bench/settings_celery_defaults.py) and with a candidate fix (bench/settings_connection_reuse.py),
-  alternating, the median of the repetitions reported;
+- every run with the shipped settings and with Celery's defaults (early ack, prefetch 4:
+  bench/settings_celery_defaults.py), alternating, the median of the repetitions reported;
 - a throwaway Celery app with a no-op task (bench/noop_app.py), the Celery ceiling, and
   `redis-benchmark -t lpush,rpop`, the broker's ceiling;
 - a profile of a single-process (`--pool solo`) worker running the 1 ms task: where its time goes.
@@ -65,11 +64,10 @@ WELCOME_EMAIL_TASK = "signups.tasks.send_welcome_email"
 COMMIT_PROBE_TABLE = "bench_commit_probe"
 # SMTP reply delay of each task kind: the mail provider's latency is most of a real email task.
 TASK_KINDS = {"1 ms": 0.0, "100 ms": 0.1}
-SHIPPED, DEFAULTS, CONNECTION_REUSE = "shipped", "celery defaults", "shipped + connection reuse"
+SHIPPED, DEFAULTS = "shipped", "celery defaults"
 DELIVERY_SETTINGS = {
     SHIPPED: app_contract.PRODUCTION_SETTINGS,
     DEFAULTS: "bench.settings_celery_defaults",
-    CONNECTION_REUSE: "bench.settings_connection_reuse",
 }
 PROFILED_SETTINGS = "bench.settings_profiled"
 # Targets from the benchmark issue: p99 enqueue, and shipped / defaults throughput per task kind.
@@ -572,7 +570,6 @@ def compare_settings(runs: Sequence[PipelineRun], sizes: Sizes) -> list[dict[str
                     "shipped_over_defaults": round(ratio, 3),
                     "target": THROUGHPUT_RATIO_TARGETS[kind],
                     "target_met": ratio >= THROUGHPUT_RATIO_TARGETS[kind],
-                    "connection_reuse_over_shipped": round(rate[CONNECTION_REUSE] / rate[SHIPPED], 3),
                 }
             )
     return comparisons
@@ -612,8 +609,6 @@ def print_report(results: dict[str, Any]) -> None:
                 "ratio",
                 "target",
                 "met",
-                "reuse/s",
-                "gain",
             ],
             [
                 [
@@ -625,14 +620,12 @@ def print_report(results: dict[str, Any]) -> None:
                     c["shipped_over_defaults"],
                     f">= {c['target']:.2f}",
                     "yes" if c["target_met"] else "NO",
-                    c["tasks_per_second"][CONNECTION_REUSE],
-                    f"{c['connection_reuse_over_shipped']:.2f}x",
                 ]
                 for c in results["throughput"]
             ],
         )
     )
-    print("ratio = shipped / defaults; reuse = shipped + PostgreSQL connection reuse; gain = reuse / shipped")
+    print("ratio = shipped / defaults")
     print("\nBare Celery: no-op task, no result backend (the Celery ceiling)")
     noop = {(run["settings"], run["processes"]): run for run in results["noop"]}
     print(
