@@ -116,22 +116,29 @@ class WebLoadBalancer(pulumi.ComponentResource):
             opts=child,
         )
         forward = aws.lb.ListenerDefaultActionArgs(type="forward", target_group_arn=target_group.arn)
-        if args.certificate_arn:
-            redirect = aws.lb.ListenerDefaultActionArgs(
+        # With a certificate, port 80 only redirects to HTTPS (ELB.1); without one it serves the app.
+        http_action = (
+            aws.lb.ListenerDefaultActionArgs(
                 type="redirect",
                 redirect=aws.lb.ListenerDefaultActionRedirectArgs(
                     protocol="HTTPS", port="443", status_code="HTTP_301"
                 ),
             )
-            self.listeners = [
-                aws.lb.Listener(
-                    f"{name}-http",
-                    load_balancer_arn=load_balancer.arn,
-                    port=80,
-                    protocol="HTTP",
-                    default_actions=[redirect],
-                    opts=child,
-                ),
+            if args.certificate_arn
+            else forward
+        )
+        self.listeners = [
+            aws.lb.Listener(
+                f"{name}-http",
+                load_balancer_arn=load_balancer.arn,
+                port=80,
+                protocol="HTTP",
+                default_actions=[http_action],
+                opts=child,
+            )
+        ]
+        if args.certificate_arn:
+            self.listeners.append(
                 aws.lb.Listener(
                     f"{name}-https",
                     load_balancer_arn=load_balancer.arn,
@@ -141,19 +148,8 @@ class WebLoadBalancer(pulumi.ComponentResource):
                     certificate_arn=args.certificate_arn,
                     default_actions=[forward],
                     opts=child,
-                ),
-            ]
-        else:
-            self.listeners = [
-                aws.lb.Listener(
-                    f"{name}-http",
-                    load_balancer_arn=load_balancer.arn,
-                    port=80,
-                    protocol="HTTP",
-                    default_actions=[forward],
-                    opts=child,
-                ),
-            ]
+                )
+            )
         self.dns_name = load_balancer.dns_name
         self.target_group_arn = target_group.arn
         self.arn_suffix = load_balancer.arn_suffix
