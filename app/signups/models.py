@@ -20,7 +20,7 @@ class Signup(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     email = models.EmailField()
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
-    # Delivery attempts made by the welcome-email task (each SMTP try counts, successful or not).
+    # Delivery attempts of the welcome-email task, each recorded before it starts (killed runs count too).
     attempts = models.PositiveIntegerField(default=0)
     last_error = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

@@ -2,11 +2,17 @@
 
 import logging
 import smtplib
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from datetime import datetime, timedelta
 
 from celery import shared_task
+from celery.exceptions import SoftTimeLimitExceeded
+from celery.utils.time import get_exponential_backoff_interval
+from django import db
 from django.conf import settings
-from django.core.mail import EmailMessage
+from django.core.mail import EmailMessage, get_connection
+from django.core.mail.backends.base import BaseEmailBackend
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -19,9 +25,10 @@ logger = logging.getLogger(__name__)
 
 # Failures of the mail server or the network; worth another attempt later.
 DELIVERY_ERRORS = (smtplib.SMTPException, OSError)
-MAX_DELIVERY_RETRIES = 3
-# A web request retries the publish briefly (about 2 s, e.g. a Redis failover), then gives up:
-# the signup stays `queued` without `enqueued_at` and requeue_stale_signups publishes it later.
+# The database is unreachable or its connection broke (restart, failover); the task waits it out.
+DATABASE_ERRORS = (db.OperationalError, db.InterfaceError)
+MAX_DELIVERY_ATTEMPTS = settings.WELCOME_EMAIL_MAX_DELIVERY_ATTEMPTS
+MAX_DATABASE_RETRIES = settings.WELCOME_EMAIL_MAX_DATABASE_RETRIES
 PUBLISH_RETRY_POLICY = {"max_retries": 3, "interval_start": 0.2, "interval_step": 0.4, "interval_max": 1.0}
 REQUEUE_BATCH_SIZE = 500
 
@@ -49,20 +56,84 @@ def welcome_message(signup: Signup) -> EmailMessage:
     )
 
 
+def delivery_retry_delay(attempts: int) -> int:
+    """Seconds before the next delivery attempt: 2, 4, 8 s after the 1st, 2nd, 3rd, with full jitter."""
+    return get_exponential_backoff_interval(
+        factor=settings.WELCOME_EMAIL_RETRY_BACKOFF,
+        retries=attempts - 1,
+        maximum=settings.WELCOME_EMAIL_LONGEST_DELIVERY_DELAY,
+        full_jitter=True,
+    )
+
+
+class DeliveryFailed(Exception):
+    """A delivery attempt failed and is recorded; `retry` says whether attempts are left."""
+
+    def __init__(self, cause: BaseException, attempts: int, retry: bool) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+        self.attempts = attempts
+        self.retry = retry
+
+
+@contextmanager
+def smtp_connection() -> Iterator[BaseEmailBackend]:
+    """A mail server connection that the block opens; closed (QUIT) when the block ends.
+
+    Whatever the block commits is committed before the server's goodbye, and a failed goodbye
+    changes nothing.
+    """
+    connection = get_connection()
+    try:
+        yield connection
+    finally:
+        with suppress(*DELIVERY_ERRORS):
+            connection.close()
+
+
 @shared_task(
     bind=True,
-    autoretry_for=DELIVERY_ERRORS,
-    max_retries=MAX_DELIVERY_RETRIES,
-    retry_backoff=2,
-    retry_backoff_max=settings.CELERY_RETRY_BACKOFF_MAX,
-    retry_jitter=True,
+    # Bounds every retry together; each kind is bounded on its own below.
+    max_retries=MAX_DELIVERY_ATTEMPTS + MAX_DATABASE_RETRIES,
+    # A task killed at its hard time limit goes back to the queue instead of being acknowledged;
+    # the `attempts` column ends a message that keeps getting killed.
+    acks_on_failure_or_timeout=False,
 )
-def send_welcome_email(self, signup_id: str) -> str:
+def send_welcome_email(self, signup_id: str, database_retries: int = 0) -> str:
     """Send the welcome email of one signup, exactly once however often this message runs.
 
-    The signup row is locked for the whole attempt and the email is sent only while it is
-    `queued`: a duplicate delivery (redelivery after a crash, a second message, a concurrent run)
-    waits for the lock, then finds `sent` and does nothing.
+    Retries failed deliveries (up to MAX_DELIVERY_ATTEMPTS in all, counted in the signup's
+    `attempts`) and database outages (MAX_DATABASE_RETRIES, not counted as attempts).
+    """
+    try:
+        return deliver_welcome_email(signup_id)
+    except DeliveryFailed as failure:
+        if not failure.retry:
+            raise failure.cause from None
+        raise self.retry(exc=failure.cause, countdown=delivery_retry_delay(failure.attempts)) from None
+    except DATABASE_ERRORS as exc:
+        if database_retries >= MAX_DATABASE_RETRIES:
+            # The message ends here; requeue_stale_signups publishes the signup again later.
+            raise
+        logger.warning("database unavailable for signup %s, retrying: %s", signup_id, exc)
+        raise self.retry(
+            exc=exc,
+            countdown=settings.WELCOME_EMAIL_DATABASE_RETRY_DELAY,
+            kwargs={"database_retries": database_retries + 1},
+        ) from None
+    except SoftTimeLimitExceeded as exc:
+        # Stopped outside the delivery itself, e.g. waiting for the signup's row lock.
+        raise self.retry(exc=exc, countdown=delivery_retry_delay(1)) from None
+
+
+def deliver_welcome_email(signup_id: str) -> str:
+    """Record a delivery attempt, then deliver unless the signup is no longer `queued`.
+
+    The attempt is committed before the delivery, so a message whose every run is killed (hard
+    time limit, out of memory) still ends `failed` after MAX_DELIVERY_ATTEMPTS. The delivery holds
+    the signup's row lock and is sent only while the row is `queued`: a duplicate delivery
+    (redelivery after a crash, a second message, a concurrent run) waits for the lock, then finds
+    `sent` and does nothing.
     """
     with transaction.atomic():
         signup = Signup.objects.select_for_update().filter(pk=signup_id).first()
@@ -71,26 +142,39 @@ def send_welcome_email(self, signup_id: str) -> str:
             return "missing"
         if signup.status != Signup.Status.QUEUED:
             return signup.status
+        if signup.attempts >= MAX_DELIVERY_ATTEMPTS:
+            logger.error("giving up on signup %s after %s attempts", signup.pk, signup.attempts)
+            signup.status = Signup.Status.FAILED
+            signup.save(update_fields=["status", "updated_at"])
+            return signup.status
         signup.attempts += 1
-        delivery_error: Exception | None = None
+        signup.save(update_fields=["attempts", "updated_at"])
+
+    with smtp_connection() as smtp, transaction.atomic():
+        signup = Signup.objects.select_for_update().get(pk=signup_id)
+        if signup.status != Signup.Status.QUEUED:
+            return signup.status
         try:
-            welcome_message(signup).send()
-        except DELIVERY_ERRORS as exc:
-            delivery_error = exc
+            smtp.open()  # opened here, so that send_messages leaves it open until the commit
+            smtp.send_messages([welcome_message(signup)])
+        except (*DELIVERY_ERRORS, SoftTimeLimitExceeded) as exc:
+            failure = DeliveryFailed(exc, signup.attempts, retry=signup.attempts < MAX_DELIVERY_ATTEMPTS)
             signup.last_error = f"{type(exc).__name__}: {exc}"[:2000]
-            if self.request.retries >= self.max_retries:
+            if not failure.retry:
                 signup.status = Signup.Status.FAILED
                 logger.error("giving up on signup %s after %s attempts", signup.pk, signup.attempts)
+            signup.save(update_fields=["status", "last_error", "updated_at"])
         else:
+            # Committed as soon as the server accepted the message, before QUIT: only a crash
+            # between the acceptance and this commit sends the email again (same Message-ID).
             logger.info("welcome email sent for signup %s", signup.pk)
             signup.status = Signup.Status.SENT
             signup.sent_at = timezone.now()
             signup.last_error = ""
-        signup.save(update_fields=["status", "attempts", "last_error", "sent_at", "updated_at"])
-    # Raised after the commit, so the attempt stays recorded; autoretry_for schedules the next one.
-    if delivery_error is not None:
-        raise delivery_error
-    return signup.status
+            signup.save(update_fields=["status", "last_error", "sent_at", "updated_at"])
+            return signup.status
+    # Raised after the commit, so the failed attempt stays recorded.
+    raise failure
 
 
 @shared_task

@@ -11,7 +11,7 @@ from django.db import connection
 from fake_smtp import SMTPServer
 
 from signups.models import Signup
-from signups.tasks import MAX_DELIVERY_RETRIES, send_welcome_email
+from signups.tasks import MAX_DELIVERY_ATTEMPTS, send_welcome_email
 
 
 def run_task(signup: Signup):
@@ -106,10 +106,23 @@ def test_permanent_smtp_failure_ends_failed_after_three_retries(smtp_email: SMTP
     assert result.failed(), "the task must end in FAILURE once it gives up"
     signup.refresh_from_db()
     assert signup.status == "failed"
-    assert signup.attempts == 1 + MAX_DELIVERY_RETRIES
+    assert signup.attempts == MAX_DELIVERY_ATTEMPTS
     assert "SMTPDataError" in signup.last_error
     assert smtp_email.recipients() == []
     assert run_task(signup).get() == "failed", "a failed signup is not retried by a late duplicate"
+
+
+@pytest.mark.django_db
+def test_a_message_whose_runs_kept_dying_ends_failed_without_sending(smtp_email: SMTPServer) -> None:
+    # Every attempt is recorded before the delivery, so runs killed at the hard time limit (or
+    # out of memory) still use up the signup's attempts.
+    signup = Signup.objects.create(email="ada@example.com", attempts=MAX_DELIVERY_ATTEMPTS)
+
+    assert run_task(signup).get() == "failed"
+
+    signup.refresh_from_db()
+    assert (signup.status, signup.attempts) == ("failed", MAX_DELIVERY_ATTEMPTS)
+    assert smtp_email.recipients() == [], "a message that used up its attempts must not send again"
 
 
 @pytest.mark.django_db

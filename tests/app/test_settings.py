@@ -16,6 +16,7 @@ from django.core.exceptions import ImproperlyConfigured
 from infra import app_contract
 
 TLS_REDIS_URL = "rediss://:token@cache.example.com:6379/0?ssl_cert_reqs=required"
+SHORT_LIMITS = {app_contract.CELERY_TASK_SOFT_TIME_LIMIT: "16", app_contract.CELERY_TASK_TIME_LIMIT: "18"}
 
 
 def load_settings(monkeypatch: pytest.MonkeyPatch, **env: str) -> dict:
@@ -68,7 +69,8 @@ def test_default_time_limits_are_below_the_visibility_timeout(monkeypatch) -> No
     visibility = settings["CELERY_BROKER_TRANSPORT_OPTIONS"]["visibility_timeout"]
     assert (soft, hard) == (270, 300)
     assert soft < hard < visibility
-    assert settings["CELERY_RETRY_BACKOFF_MAX"] < visibility
+    assert settings["WELCOME_EMAIL_LONGEST_DELIVERY_DELAY"] < visibility
+    assert settings["WELCOME_EMAIL_DATABASE_RETRY_DELAY"] < visibility
     assert settings["CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS"]["visibility_timeout"] == visibility
 
 
@@ -83,6 +85,19 @@ def test_default_time_limits_are_below_the_visibility_timeout(monkeypatch) -> No
 def test_time_limits_not_below_the_visibility_timeout_are_refused(monkeypatch, env: dict) -> None:
     with pytest.raises(ImproperlyConfigured, match="VISIBILITY_TIMEOUT"):
         load_settings(monkeypatch, **env)
+
+
+def test_a_short_visibility_timeout_above_the_longest_retry_delay_is_accepted(monkeypatch) -> None:
+    settings = load_settings(monkeypatch, **SHORT_LIMITS, **{app_contract.CELERY_VISIBILITY_TIMEOUT: "20"})
+
+    assert settings["WELCOME_EMAIL_LONGEST_DELIVERY_DELAY"] == 8, "2 s backoff, 3 retries: 2, 4, 8 s"
+    assert settings["CELERY_BROKER_TRANSPORT_OPTIONS"]["visibility_timeout"] == 20
+
+
+def test_a_visibility_timeout_not_above_the_longest_retry_delay_is_refused(monkeypatch) -> None:
+    limits = {app_contract.CELERY_TASK_SOFT_TIME_LIMIT: "4", app_contract.CELERY_TASK_TIME_LIMIT: "5"}
+    with pytest.raises(ImproperlyConfigured, match=r"longest retry delay \(8\)"):
+        load_settings(monkeypatch, **limits, **{app_contract.CELERY_VISIBILITY_TIMEOUT: "8"})
 
 
 def test_reliability_settings_of_the_celery_app(monkeypatch) -> None:

@@ -33,13 +33,16 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     if not results:
         return
     terminalreporter.section("fault-injection scenarios")
-    header = f"{'scenario':<40} {'sent':>6} {'completed':>10} {'lost':>6} {'duplicated':>11} {'seconds':>8}"
+    header = (
+        f"{'scenario':<40} {'sent':>6} {'completed':>10} {'lost':>6} {'duplicated':>11} "
+        f"{'resent same Message-ID':>23} {'seconds':>8}"
+    )
     terminalreporter.write_line(header)
     terminalreporter.write_line("-" * len(header))
     for result in results:
         terminalreporter.write_line(
             f"{result.scenario:<40} {result.sent:>6} {result.completed:>10} {result.lost:>6} "
-            f"{result.duplicated:>11} {result.seconds:>8.1f}"
+            f"{result.duplicated:>11} {result.resent:>23} {result.seconds:>8.1f}"
         )
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 
 from tests.app.fake_smtp import SMTPServer, SMTPSession
@@ -69,6 +69,14 @@ class HoldingSMTPServer(SMTPServer):
     def deliveries(self) -> Counter[str]:
         """How many messages each recipient received."""
         return Counter(recipient.lower() for recipient in self.recipients())
+
+    def message_ids(self) -> dict[str, set[str]]:
+        """The distinct Message-IDs each recipient received: more than one is a duplicate email."""
+        received: dict[str, set[str]] = defaultdict(set)
+        with self.lock:
+            for message in self.messages:
+                received[message["To"].lower()].add(message["Message-ID"])
+        return received
 
 
 class HoldingSMTPSession(SMTPSession):

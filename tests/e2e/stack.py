@@ -276,6 +276,11 @@ class AppStack:
             rows = connection.execute("SELECT lower(email), status FROM signups_signup").fetchall()
         return dict(rows)
 
+    def signup_attempts(self) -> dict[str, int]:
+        with self.postgres.connect() as connection:
+            rows = connection.execute("SELECT lower(email), attempts FROM signups_signup").fetchall()
+        return dict(rows)
+
     def broker_backlog(self) -> dict[str, int]:
         """Messages waiting per queue, and messages delivered but not acknowledged (in flight)."""
         client = self.redis.client()

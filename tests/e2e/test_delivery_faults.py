@@ -128,6 +128,8 @@ def test_runaway_task(scenario: Scenario) -> None:
     scenario.sign_up(10)  # served after the replacement of the pool process
     scenario.settle_emails(timeout=SETTLE_SECONDS)
     assert worker.is_running(), f"the worker itself died with its runaway task; {worker.describe()}"
+    # The hard limit put the message back (no acknowledgement): the killed run and the one that sent.
+    assert stack.signup_attempts()[runaway] == 2, f"attempts: {stack.signup_attempts()[runaway]}"
 
 
 def waiting_for_a_lock(connection: psycopg.Connection) -> bool:

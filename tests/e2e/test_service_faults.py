@@ -70,3 +70,6 @@ def test_postgres_restarted_while_tasks_run(scenario: Scenario) -> None:
     wait_for(lambda: stack.get(app_contract.READINESS_PATH) == 200, READINESS_CHANGE_SECONDS,
              "/readyz did not turn 200 again after PostgreSQL came back")
     scenario.settle_emails(timeout=SETTLE_SECONDS)
+    assert set(stack.signup_attempts().values()) == {1}, (
+        f"waiting for the database must not use up delivery attempts: {stack.signup_attempts()}"
+    )

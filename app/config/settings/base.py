@@ -147,8 +147,18 @@ CELERY_WORKER_STOP_TIMEOUT = env.int("CELERY_WORKER_STOP_TIMEOUT", default=120)
 # Seconds before that deadline at which a stopping worker gives up waiting for its running tasks and
 # puts them back on the queue (cold shutdown), so they are restored before the SIGKILL.
 CELERY_WORKER_COLD_SHUTDOWN_MARGIN = 15
-# Retry delays are countdowns held by a worker; one longer than the visibility timeout runs twice.
-CELERY_RETRY_BACKOFF_MAX = 300
+# Retries of the welcome email (signups.tasks). A retry is a countdown held by a worker, and one
+# longer than the visibility timeout is delivered a second time, so the longest must stay below it.
+# Failed deliveries (SMTP errors, the soft time limit) back off exponentially: 2, 4, 8 s, with jitter.
+WELCOME_EMAIL_MAX_DELIVERY_ATTEMPTS = 4
+WELCOME_EMAIL_RETRY_BACKOFF = 2
+WELCOME_EMAIL_LONGEST_DELIVERY_DELAY = (
+    WELCOME_EMAIL_RETRY_BACKOFF * 2 ** (WELCOME_EMAIL_MAX_DELIVERY_ATTEMPTS - 2)
+)
+# An unreachable database (restart, RDS failover of 60-120 s) is retried every few seconds for
+# 3 minutes; these retries are not delivery attempts.
+WELCOME_EMAIL_DATABASE_RETRY_DELAY = 5
+WELCOME_EMAIL_MAX_DATABASE_RETRIES = 36
 # Celery's Django fixup closes the database connection around every task unless this is set, so a
 # worker would open a new connection (and TLS session on RDS) per task and CONN_MAX_AGE would never
 # apply. With it, core.celery_lifecycle applies CONN_MAX_AGE / CONN_HEALTH_CHECKS around each task,
@@ -162,10 +172,11 @@ if not CELERY_TASK_SOFT_TIME_LIMIT < CELERY_TASK_TIME_LIMIT < CELERY_VISIBILITY_
         f"{CELERY_VISIBILITY_TIMEOUT}: a task still running after the visibility timeout is delivered "
         "a second time"
     )
-if not CELERY_RETRY_BACKOFF_MAX < CELERY_VISIBILITY_TIMEOUT:
+_longest_retry_delay = max(WELCOME_EMAIL_LONGEST_DELIVERY_DELAY, WELCOME_EMAIL_DATABASE_RETRY_DELAY)
+if not _longest_retry_delay < CELERY_VISIBILITY_TIMEOUT:
     raise ImproperlyConfigured(
         f"CELERY_VISIBILITY_TIMEOUT ({CELERY_VISIBILITY_TIMEOUT}) must exceed the longest retry delay "
-        f"({CELERY_RETRY_BACKOFF_MAX}), or delayed retries are delivered twice"
+        f"({_longest_retry_delay}), or delayed retries are delivered twice"
     )
 if EMAIL_TIMEOUT >= CELERY_WORKER_COLD_SHUTDOWN_MARGIN:
     raise ImproperlyConfigured(
@@ -219,7 +230,13 @@ CELERY_TIMEZONE = TIME_ZONE
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
+# Tasks running when the connection to Redis is lost run to the end, and their acknowledgement (a
+# delete by delivery tag, valid on any connection) removes the message once Redis is back. Cancelling
+# them instead would kill each one mid-delivery, and announcing the cancellation writes to Redis
+# while it is down, which ends the worker; the cancelled message would then wait for the visibility
+# timeout in `unacked`. A message put back while its task still runs is harmless: the row lock and
+# status check of the email task make the second run a no-op.
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
 # SIGTERM stays a warm shutdown; core.worker escalates to a cold one before the stop timeout.
 CELERY_WORKER_SOFT_SHUTDOWN_TIMEOUT = 0.0
 CELERY_WORKER_MAX_TASKS_PER_CHILD = 1000
