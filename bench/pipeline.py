@@ -472,7 +472,7 @@ def categorize_profile(stats: pstats.Stats) -> dict[str, float]:
 PROFILE_SPANS = (
     ("opening a PostgreSQL connection", "django/db/backends/base/base.py", "connect"),
     ("COMMIT", "psycopg/connection.py", "commit"),
-    ("SMTP conversation (EmailMessage.send)", "django/core/mail/message.py", "send"),
+    ("SMTP conversation (send_messages)", "django/core/mail/backends/smtp.py", "send_messages"),
     ("log records (Logger.callHandlers)", "logging/__init__.py", "callHandlers"),
     ("broker acknowledgement (QoS.ack)", "kombu/transport/redis.py", "ack"),
 )
