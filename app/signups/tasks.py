@@ -14,7 +14,7 @@ from django.conf import settings
 from django.core.mail import EmailMessage, get_connection
 from django.core.mail.backends.base import BaseEmailBackend
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 from kombu.exceptions import OperationalError
 
@@ -135,24 +135,21 @@ def deliver_welcome_email(signup_id: str) -> str:
     (redelivery after a crash, a second message, a concurrent run) waits for the lock, then finds
     `sent` and does nothing.
     """
-    with transaction.atomic():
+    attempt_recorded = Signup.objects.filter(
+        pk=signup_id, status=Signup.Status.QUEUED, attempts__lt=MAX_DELIVERY_ATTEMPTS
+    ).update(attempts=F("attempts") + 1, updated_at=timezone.now())
+
+    with smtp_connection() as smtp, transaction.atomic():
         signup = Signup.objects.select_for_update().filter(pk=signup_id).first()
         if signup is None:
             logger.warning("signup %s does not exist, nothing to send", signup_id)
             return "missing"
         if signup.status != Signup.Status.QUEUED:
             return signup.status
-        if signup.attempts >= MAX_DELIVERY_ATTEMPTS:
+        if not attempt_recorded:  # still queued: earlier runs used every attempt and never finished
             logger.error("giving up on signup %s after %s attempts", signup.pk, signup.attempts)
             signup.status = Signup.Status.FAILED
             signup.save(update_fields=["status", "updated_at"])
-            return signup.status
-        signup.attempts += 1
-        signup.save(update_fields=["attempts", "updated_at"])
-
-    with smtp_connection() as smtp, transaction.atomic():
-        signup = Signup.objects.select_for_update().get(pk=signup_id)
-        if signup.status != Signup.Status.QUEUED:
             return signup.status
         try:
             smtp.open()  # opened here, so that send_messages leaves it open until the commit
