@@ -18,7 +18,9 @@ SHIPPED_DELIVERY = {
     "worker_prefetch_multiplier": 1,
 }
 
-app = Celery("noop")
+# Not the current app: importing this module (the benchmark does) must not redirect the shared
+# tasks of a Django project in the same process to this app's broker.
+app = Celery("noop", set_as_current=False)
 app.conf.task_default_queue = QUEUE
 if os.environ.get("BENCH_CELERY_SETTINGS", "shipped") == "shipped":
     app.conf.update(SHIPPED_DELIVERY)

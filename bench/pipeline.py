@@ -256,7 +256,7 @@ def measure_commit_latency(database_url: str, count: int) -> list[float]:
 
 def publish(redis_url: str, task_name: str, arguments: Sequence[Sequence[str]], queue: str) -> None:
     """Publish one message per argument list, over one connection."""
-    producer_app = Celery("bench-producer", broker=redis_url)
+    producer_app = Celery("bench-producer", broker=redis_url, set_as_current=False)
     with producer_app.producer_or_acquire() as producer:
         for args in arguments:
             producer_app.send_task(task_name, args=list(args), queue=queue, producer=producer)
