@@ -6,6 +6,8 @@ default for the web container); each can be changed through its environment vari
 
 import os
 
+from core.logging import JSON_FORMATTER
+
 
 def env_int(name: str, default: int) -> int:
     value = os.environ.get(name, "")
@@ -43,13 +45,7 @@ access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms request_id=%({x-request-i
 logconfig_dict = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {
-        "json": {
-            "()": "pythonjsonlogger.json.JsonFormatter",
-            "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s",
-            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
-        },
-    },
+    "formatters": {"json": JSON_FORMATTER},
     "handlers": {
         "stdout": {"class": "logging.StreamHandler", "stream": "ext://sys.stdout", "formatter": "json"},
     },

@@ -5,6 +5,13 @@ from contextvars import ContextVar
 
 from celery import current_task
 
+# One JSON line per record, the same in every role (Django, Celery and gunicorn's own loggers).
+JSON_FORMATTER = {
+    "()": "pythonjsonlogger.json.JsonFormatter",
+    "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s",
+    "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+}
+
 # Set by core.middleware.RequestIdMiddleware for the duration of one request.
 request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
 

@@ -12,6 +12,8 @@ from urllib.parse import parse_qs, urlsplit
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from core.logging import JSON_FORMATTER
+
 env = environ.Env()
 
 BASE_DIR = Path(__file__).resolve().parents[2]
@@ -288,13 +290,7 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "filters": {"context": {"()": "core.logging.ContextFilter"}},
-    "formatters": {
-        "json": {
-            "()": "pythonjsonlogger.json.JsonFormatter",
-            "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s",
-            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
-        },
-    },
+    "formatters": {"json": JSON_FORMATTER},
     "handlers": {
         "stdout": {
             "class": "logging.StreamHandler",
