@@ -34,19 +34,27 @@ class HoldingSMTPServer(SMTPServer):
         self.RequestHandlerClass = HoldingSMTPSession
         self.attempts: list[Attempt] = []
         self._held: dict[str, threading.Event] = {}
+        # Holds that catch one session only; their gate moves to _holding once a session waits on it.
+        self._hold_once: set[str] = set()
+        self._holding: dict[str, threading.Event] = {}
 
-    def hold(self, recipient: str) -> None:
+    def hold(self, recipient: str, *, first_session_only: bool = False) -> None:
+        """Hold the recipient's RCPT TO until `unhold`; with `first_session_only`, later sessions
+        (e.g. the redelivery of a killed task) pass at once."""
         with self.lock:
             self._held[recipient.lower()] = threading.Event()
+            if first_session_only:
+                self._hold_once.add(recipient.lower())
 
     def unhold(self, recipient: str) -> None:
         with self.lock:
-            gate = self._held.pop(recipient.lower(), None)
+            gate = self._held.pop(recipient.lower(), None) or self._holding.pop(recipient.lower(), None)
+            self._hold_once.discard(recipient.lower())
         if gate is not None:
             gate.set()
 
     def unhold_all(self) -> None:
-        for recipient in list(self._held):
+        for recipient in [*self._held, *self._holding]:
             self.unhold(recipient)
 
     def reset(self) -> None:
@@ -60,6 +68,10 @@ class HoldingSMTPServer(SMTPServer):
         """Record an attempt; returns the gate to wait for if the recipient is held."""
         with self.lock:
             self.attempts.append(Attempt(recipient, time.monotonic()))
+            if recipient in self._hold_once and recipient in self._held:
+                self._hold_once.discard(recipient)
+                self._holding[recipient] = self._held.pop(recipient)
+                return self._holding[recipient]
             return self._held.get(recipient)
 
     def attempts_for(self, recipient: str) -> list[float]:
