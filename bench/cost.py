@@ -1,6 +1,6 @@
 """Monthly cost model: what the dev and prod stacks declare, priced with a dated us-east-1 table.
 
-The Pulumi program runs in-process under mocks (tests/infra/harness.py, the same run the program
+The Pulumi program runs in-process under mocks (testkit/program.py, the same run the program
 tests make), and every billable resource it declares is priced from bench/prices_us_east_1.json.
 Worker services are priced at their declared desired count, i.e. idle (autoscaling moves them
 between min and max); a busy worker's price per hour is shown beside them.
@@ -11,15 +11,15 @@ between min and max); a busy worker's price per hour is shown beside them.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from bench.report import REPO_ROOT, argument_parser, describe_machine, machine_facts, table, write_results
 from infra import app_contract
-from infra.scaling import schema
-from tests.infra.harness import ProgramRun, RecordedResource, run_program
+from queuemetrics import schema
+from testkit.program import ProgramRun, RecordedResource, run_program
 
 PRICES_FILE = REPO_ROOT / "bench" / "prices_us_east_1.json"
 DEV_TARGET_USD = 60.0
@@ -79,7 +79,7 @@ class PriceTable:
         self.hours_per_month: float = self.data["hours_per_month"]
 
     def usd(self, key: str) -> float:
-        return self.prices[key]["usd"]
+        return float(self.prices[key]["usd"])
 
     def _lookup(self, key: str, *path: str) -> Any:
         entry = self.prices[key]
@@ -94,23 +94,23 @@ class PriceTable:
         return entry
 
     def fargate_task_hour(self, vcpu: float, memory_gb: float, architecture: str, spot_share: float) -> float:
-        vcpu_hour = self._lookup("fargate_vcpu_hour", architecture)["usd"]
-        gb_hour = self._lookup("fargate_gb_hour", architecture)["usd"]
+        vcpu_hour = float(self._lookup("fargate_vcpu_hour", architecture)["usd"])
+        gb_hour = float(self._lookup("fargate_gb_hour", architecture)["usd"])
         on_demand = vcpu * vcpu_hour + memory_gb * gb_hour
-        discount = self.prices["fargate_spot_discount"]["fraction"]
+        discount = float(self.prices["fargate_spot_discount"]["fraction"])
         return on_demand * (1 - spot_share * discount)
 
     def rds_instance_hour(self, instance_class: str, multi_az: bool) -> float:
-        single_az = self._lookup("rds_postgres_instance_hour_single_az", instance_class)
+        single_az = float(self._lookup("rds_postgres_instance_hour_single_az", instance_class))
         return single_az * (2 if multi_az else 1)
 
     def elasticache_node_hour(self, engine: str, node_type: str) -> float:
-        return self._lookup("elasticache_node_hour", engine, node_type)
+        return float(self._lookup("elasticache_node_hour", engine, node_type))
 
     def alarm_metric_month(self, high_resolution: bool) -> float:
-        return self.prices["cloudwatch_alarm_metric_month"][
-            "high_resolution" if high_resolution else "standard"
-        ]
+        return float(
+            self.prices["cloudwatch_alarm_metric_month"]["high_resolution" if high_resolution else "standard"]
+        )
 
 
 # --- the walk over declared resources ---------------------------------------------------------------
@@ -391,7 +391,7 @@ def idle_workers_at_zero(run: ProgramRun) -> bool:
 
 
 def stack_report(
-    name: str, stack: str, prices: PriceTable, overrides: dict[str, object] | None = None
+    name: str, stack: str, prices: PriceTable, overrides: Mapping[str, object] | None = None
 ) -> dict[str, Any]:
     run = run_program(stack, overrides)
     usage = ASSUMPTIONS[stack]

@@ -279,13 +279,15 @@ def prefill_backlog(pipeline: Pipeline, count: int, label: str) -> None:
 def sent_signups(database_url: str) -> tuple[int, int, float | None]:
     """(sent, failed, seconds between the first and the last sent_at)."""
     with psycopg.connect(database_url) as connection:
-        sent, failed, spread = connection.execute(
+        row = connection.execute(
             sql.SQL(
                 "SELECT count(*) FILTER (WHERE status = 'sent'), count(*) FILTER (WHERE status = 'failed'), "
                 "EXTRACT(EPOCH FROM max(sent_at) - min(sent_at)) FROM {}"
             ).format(sql.Identifier(SIGNUP_TABLE))
         ).fetchone()
-    return sent, failed, None if spread is None else float(spread)
+    assert row is not None, "an aggregate query returns one row"
+    sent, failed, spread = row
+    return int(sent), int(failed), None if spread is None else float(spread)
 
 
 def wait_until_sent(database_url: str, count: int, worker: AppProcess, timeout: float) -> float:
@@ -428,7 +430,15 @@ PROFILE_CATEGORIES = (
     ("application code", ("signups/", "core/", "queuemetrics/")),
 )
 # Helpers whose time belongs to whoever called them (C builtins, the standard library's plumbing).
-PASS_THROUGH = ("~", "json/", "socket.py", "selectors.py", "ssl.py", "threading.py", "contextlib.py")
+PASS_THROUGH: tuple[str, ...] = (
+    "~",
+    "json/",
+    "socket.py",
+    "selectors.py",
+    "ssl.py",
+    "threading.py",
+    "contextlib.py",
+)
 PASS_THROUGH += ("functools.py", "copy.py", "datetime.py", "uuid.py", "re/", "enum.py", "abc.py", "typing.py")
 # Waiting for work is not work: the event loop's poll while the queue is empty.
 IDLE_FUNCTIONS = ("<method 'poll' of 'select.epoll' objects>", "<built-in method time.sleep>")
@@ -480,10 +490,12 @@ PROFILE_SPANS = (
 
 def span_seconds(stats: pstats.Stats, filename_suffix: str, function: str) -> float:
     raw: dict[Any, Any] = stats.stats  # type: ignore[attr-defined]
-    return sum(
-        values[3]
-        for (filename, _, name), values in raw.items()
-        if filename.endswith(filename_suffix) and name == function
+    return float(
+        sum(
+            values[3]
+            for (filename, _, name), values in raw.items()
+            if filename.endswith(filename_suffix) and name == function
+        )
     )
 
 
@@ -576,6 +588,13 @@ def compare_settings(runs: Sequence[PipelineRun], sizes: Sizes) -> list[dict[str
 
 
 def print_report(results: dict[str, Any]) -> None:
+    _print_latency(results)
+    _print_throughput(results)
+    _print_ceilings(results)
+    _print_profile(results["profile"])
+
+
+def _print_latency(results: dict[str, Any]) -> None:
     enqueue, commit = results["enqueue_latency"], results["commit_latency"]
     print("\nHTTP enqueue latency: POST /api/signups through gunicorn, one client, one request at a time")
     print(
@@ -597,6 +616,9 @@ def print_report(results: dict[str, Any]) -> None:
         f"for scale: one-row INSERT + COMMIT on this PostgreSQL: p50 {commit['p50_ms']} ms, "
         f"p99 {commit['p99_ms']} ms (a signup makes two commits)"
     )
+
+
+def _print_throughput(results: dict[str, Any]) -> None:
     print("\nThroughput: welcome-email tasks completed per second by one worker draining a backlog (median)")
     print(
         table(
@@ -626,6 +648,9 @@ def print_report(results: dict[str, Any]) -> None:
         )
     )
     print("ratio = shipped / defaults")
+
+
+def _print_ceilings(results: dict[str, Any]) -> None:
     print("\nBare Celery: no-op task, no result backend (the Celery ceiling)")
     noop = {(run["settings"], run["processes"]): run for run in results["noop"]}
     print(
@@ -657,7 +682,9 @@ def print_report(results: dict[str, Any]) -> None:
             ],
         )
     )
-    profile = results["profile"]
+
+
+def _print_profile(profile: dict[str, Any]) -> None:
     print(
         f"\nWhere a 1 ms task's time goes: one --pool solo worker under cProfile, {profile['tasks']} tasks, "
         f"{profile['wall_ms_per_task']:.2f} ms per task with the profiler on"

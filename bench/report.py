@@ -38,7 +38,9 @@ def _cpu_model() -> str:
 
 
 def describe_machine(facts: dict[str, object]) -> str:
-    load = ", ".join(str(value) for value in facts["load_average"])  # type: ignore[union-attr]
+    load_average = facts["load_average"]
+    assert isinstance(load_average, list | tuple), "machine_facts() gives the load average as a sequence"
+    load = ", ".join(str(value) for value in load_average)
     return f"{facts['date']} | {facts['cpu_count']} cores ({facts['cpu_model']}) | load average {load}"
 
 

@@ -1,10 +1,10 @@
 """Scaling reaction model: the deployed worker-scaling policy against bursts of one-second tasks.
 
 For each worker pool of the dev and prod stacks, the policy set the stack deploys (the pool's
-`StackConfig.scaling_parameters` through `infra.scaling.policy_set`: publish interval, alarm
-periods and evaluation periods, cooldowns, wake-up steps) is played by `infra.scaling.simulate`
+`ScalingConfig.parameters` through `infra.autoscaling.policies.policy_set`: publish interval, alarm
+periods and evaluation periods, cooldowns, wake-up steps) is played by `infra.autoscaling.simulator.simulate`
 against a burst of 1,000 and of 10,000 one-second tasks landing at once on an idle pool. Fargate
-start-up is the stated assumption `infra.scaling.FARGATE_STARTUP_SECONDS`. Reported per burst:
+start-up is the stated assumption `infra.autoscaling.policies.FARGATE_STARTUP_SECONDS`. Reported per burst:
 time to the first scale-out decision and to the first added worker running, time to drain the
 queue, time back to the minimum, and the worker-minutes used against the ideal (the work
 divided by the pool's concurrency).
@@ -21,16 +21,10 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from bench.report import argument_parser, describe_machine, machine_facts, table, write_results
-from infra.config import StackConfig, validate
-from infra.scaling import (
-    FARGATE_STARTUP_SECONDS,
-    ScalingParameters,
-    SimulationSample,
-    policy_set,
-    reaction_times,
-    simulate,
-)
-from tests.infra.harness import bare_config
+from infra.autoscaling.policies import FARGATE_STARTUP_SECONDS, ScalingParameters, policy_set, reaction_times
+from infra.autoscaling.simulator import SimulationSample, simulate
+from infra.config.stack import StackConfig, validate
+from testkit.program import bare_config
 
 BURST_SIZES = (1_000, 10_000)
 BURST_TASK_SECONDS = 1
@@ -39,7 +33,7 @@ BURST_AT_SECOND = 30
 SIMULATION_MARGIN_SECONDS = 600
 STACKS = ("dev", "prod")
 # A stack with config values it already accepts, to show what a different choice would change.
-VARIANTS = {
+VARIANTS: dict[str, tuple[str, dict[str, object]]] = {
     "prod, dev's scale-in": ("prod", {"scaleInQuietMinutes": 5, "scaleInCooldownSeconds": 60}),
 }
 
@@ -122,6 +116,76 @@ def run_burst(stack: str, pool: str, params: ScalingParameters, tasks: int) -> B
     )
 
 
+def policy_table(policies_used: list[dict[str, Any]]) -> str:
+    """What each pool deploys: sizes, publish interval, target and reaction times."""
+    return table(
+        [
+            "stack",
+            "pool",
+            "min-max x conc",
+            "publish",
+            "target/worker",
+            "wake-up",
+            "scale-out",
+            "scale-in",
+        ],
+        [
+            (
+                used["stack"],
+                used["pool"],
+                f"{used['parameters']['min_workers']}-{used['parameters']['max_workers']} x "
+                f"{used['parameters']['worker_concurrency']}",
+                f"{used['parameters']['publish_interval_seconds']} s",
+                round(
+                    used["parameters"]["worker_concurrency"]
+                    * used["parameters"]["target_latency_seconds"]
+                    / used["parameters"]["task_seconds"]
+                ),
+                f"<= {used['reaction_times']['wake_up_decision']} s",
+                f"<= {used['reaction_times']['scale_out_decision']} s",
+                f"{used['parameters']['scale_in_quiet_minutes']} min quiet, "
+                f"-1 per {used['reaction_times']['scale_in_step']} s",
+            )
+            for used in policies_used
+        ],
+    )
+
+
+def burst_table(outcomes: list[BurstOutcome]) -> str:
+    """How each pool handled each burst."""
+    return table(
+        [
+            "stack",
+            "pool",
+            "tasks",
+            "scale-out s",
+            "+1 worker running s",
+            "drained s",
+            "back to min s",
+            "peak workers",
+            "worker-min",
+            "ideal",
+            "used/ideal",
+        ],
+        [
+            (
+                o.stack,
+                o.pool,
+                o.tasks,
+                o.first_scale_out_s,
+                o.first_added_worker_running_s,
+                o.drained_s,
+                o.back_to_min_s,
+                o.peak_workers,
+                round(o.worker_minutes, 1),
+                round(o.ideal_worker_minutes, 1),
+                round(o.overhead, 2),
+            )
+            for o in outcomes
+        ],
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser = argument_parser(__doc__)
     parser.add_argument("--stack", action="append", choices=STACKS, help="default: dev and prod")
@@ -137,12 +201,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     policies_used: list[dict[str, Any]] = []
     outcomes: list[BurstOutcome] = []
     stacks = args.stack or STACKS
-    cases = [(stack, stack, {}) for stack in stacks]
+    cases: list[tuple[str, str, dict[str, object]]] = [(stack, stack, {}) for stack in stacks]
     cases += [(name, stack, overrides) for name, (stack, overrides) in VARIANTS.items() if stack in stacks]
     for name, stack, overrides in cases:
         config = stack_config(stack, overrides)
-        for pool in config.worker_pools:
-            params = config.scaling_parameters(pool)
+        for pool in config.workers.pools:
+            params = config.scaling.parameters(pool)
             reaction = reaction_times(params, policy_set(params))
             policies_used.append(
                 {
@@ -156,73 +220,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             outcomes += [run_burst(name, pool.name, params, tasks) for tasks in args.tasks or BURST_SIZES]
 
     print()
-    print(
-        table(
-            [
-                "stack",
-                "pool",
-                "min-max x conc",
-                "publish",
-                "target/worker",
-                "wake-up",
-                "scale-out",
-                "scale-in",
-            ],
-            [
-                (
-                    used["stack"],
-                    used["pool"],
-                    f"{used['parameters']['min_workers']}-{used['parameters']['max_workers']} x "
-                    f"{used['parameters']['worker_concurrency']}",
-                    f"{used['parameters']['publish_interval_seconds']} s",
-                    round(
-                        used["parameters"]["worker_concurrency"]
-                        * used["parameters"]["target_latency_seconds"]
-                        / used["parameters"]["task_seconds"]
-                    ),
-                    f"<= {used['reaction_times']['wake_up_decision']} s",
-                    f"<= {used['reaction_times']['scale_out_decision']} s",
-                    f"{used['parameters']['scale_in_quiet_minutes']} min quiet, "
-                    f"-1 per {used['reaction_times']['scale_in_step']} s",
-                )
-                for used in policies_used
-            ],
-        )
-    )
+    print(policy_table(policies_used))
     print()
-    print(
-        table(
-            [
-                "stack",
-                "pool",
-                "tasks",
-                "scale-out s",
-                "+1 worker running s",
-                "drained s",
-                "back to min s",
-                "peak workers",
-                "worker-min",
-                "ideal",
-                "used/ideal",
-            ],
-            [
-                (
-                    o.stack,
-                    o.pool,
-                    o.tasks,
-                    o.first_scale_out_s,
-                    o.first_added_worker_running_s,
-                    o.drained_s,
-                    o.back_to_min_s,
-                    o.peak_workers,
-                    round(o.worker_minutes, 1),
-                    round(o.ideal_worker_minutes, 1),
-                    round(o.overhead, 2),
-                )
-                for o in outcomes
-            ],
-        )
-    )
+    print(burst_table(outcomes))
     results = {
         "machine": facts,
         "burst": {"task_seconds": BURST_TASK_SECONDS, "at_second": BURST_AT_SECOND},

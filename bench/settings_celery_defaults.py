@@ -8,5 +8,5 @@ dead process and reserve 1 (see config/settings/base.py). Nothing else differs.
 from config.settings.production import *  # noqa: F403
 
 CELERY_TASK_ACKS_LATE = False
-CELERY_TASK_REJECT_ON_WORKER_LOST = None
+CELERY_TASK_REJECT_ON_WORKER_LOST = None  # type: ignore[assignment]  # Celery's own default
 CELERY_WORKER_PREFETCH_MULTIPLIER = 4

@@ -5,15 +5,11 @@ workflows read. The bucket and the key are protected: they hold every stack's st
 """
 
 import json
-import sys
-from pathlib import Path
 
 import pulumi
 import pulumi_aws as aws
 
-# The CLI runs this directory as a script; the repository root makes `bootstrap` importable.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
+# Importable by name because the project is installed in its virtualenv (pyproject.toml).
 from bootstrap import access
 
 SECRETS_KEY_ALIAS = "alias/djcelery-pulumi"

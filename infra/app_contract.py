@@ -10,6 +10,19 @@ This module is pure Python (no Pulumi, no Django) so both sides and the tests ca
 from __future__ import annotations
 
 from collections.abc import Sequence
+from enum import StrEnum
+
+
+class Role(StrEnum):
+    """What a container of the app image runs. The value is also the container's name and the
+    awslogs stream prefix of its logs (`<role>/<role>/<task id>`)."""
+
+    WEB = "web"
+    WORKER = "worker"
+    BEAT = "beat"
+    MIGRATE = "migrate"
+    QUEUE_METRICS = "queue-metrics"
+
 
 # --- Image layout -----------------------------------------------------------------------------
 APP_WORKDIR = "/app"
@@ -74,6 +87,9 @@ AWS_REGION = "AWS_REGION"
 
 
 # --- Role commands (container `command`, run from APP_WORKDIR, no shell) ---------------------
+_WORKER_COMMAND_PREFIX = ["celery", "--app", "config", "worker"]
+
+
 def web_command() -> list[str]:
     return ["gunicorn", "--config", "config/gunicorn.py", "config.wsgi"]
 
@@ -82,10 +98,7 @@ def worker_command(pool: str, queues: Sequence[str], concurrency: int) -> list[s
     if not queues:
         raise ValueError(f"worker pool {pool!r} serves no queue")
     return [
-        "celery",
-        "--app",
-        "config",
-        "worker",
+        *_WORKER_COMMAND_PREFIX,
         "--queues",
         ",".join(queues),
         "--concurrency",
@@ -107,3 +120,19 @@ def migrate_command() -> list[str]:
 
 def queue_metrics_command() -> list[str]:
     return ["python", "manage.py", "publish_queue_metrics"]
+
+
+def role_of(command: Sequence[str]) -> Role:
+    """The role a container command runs; raises ValueError for a command of no role."""
+    fixed = {
+        Role.WEB: web_command(),
+        Role.BEAT: beat_command(),
+        Role.MIGRATE: migrate_command(),
+        Role.QUEUE_METRICS: queue_metrics_command(),
+    }
+    for role, role_command in fixed.items():
+        if list(command) == role_command:
+            return role
+    if list(command[:4]) == _WORKER_COMMAND_PREFIX:
+        return Role.WORKER
+    raise ValueError(f"no role runs the command {list(command)}")

@@ -83,7 +83,7 @@ def start_task(
     failures = response.get("failures") or []
     if failures or not tasks:
         raise TaskStartError(failures_text(failures) or NO_REASON, rejected=False)
-    return tasks[0]["taskArn"]
+    return str(tasks[0]["taskArn"])
 
 
 @dataclass(frozen=True)
@@ -102,7 +102,7 @@ class TaskState:
     @classmethod
     def from_description(cls, described: Mapping[str, Any], container_name: str) -> TaskState:
         containers = described.get("containers", [])
-        container = next((c for c in containers if c.get("name") == container_name), {})
+        container: Mapping[str, Any] = next((c for c in containers if c.get("name") == container_name), {})
         exit_code = container.get("exitCode")
         return cls(
             task_arn=described["taskArn"],
@@ -203,7 +203,7 @@ def _messages(page: Mapping[str, Any]) -> list[str]:
 
 
 def _is_missing(error: ClientError) -> bool:
-    return error.response.get("Error", {}).get("Code") == "ResourceNotFoundException"
+    return bool(error.response.get("Error", {}).get("Code") == "ResourceNotFoundException")
 
 
 def failures_text(failures: Sequence[Mapping[str, Any]]) -> str:
@@ -212,7 +212,7 @@ def failures_text(failures: Sequence[Mapping[str, Any]]) -> str:
 
 
 def _failure_text(failure: Mapping[str, Any]) -> str:
-    text = failure.get("reason", "unknown reason").rstrip(".")
+    text = str(failure.get("reason", "unknown reason")).rstrip(".")
     if failure.get("detail"):
         text += f" ({failure['detail']})"
     if failure.get("arn"):

@@ -1,8 +1,9 @@
 """The queue metrics as CloudWatch sees them: namespace, metric names, dimensions, units.
 
 This is the one definition shared by the publisher (in the app image) and the Pulumi program,
-whose scaling policies and alarms must name exactly the metrics the publisher writes. The infra
-program loads this file by path, so it imports nothing beyond the standard library.
+whose scaling policies and alarms must name exactly the metrics the publisher writes. The program
+imports it from the installed project (pyproject.toml), without Django, so it imports nothing beyond
+the standard library.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-DEFAULT_INTERVAL_SECONDS = 15
+# Also the default of the stack config key queueMetricsIntervalSeconds (Pulumi.yaml).
+DEFAULT_INTERVAL_SECONDS = 10
 
 # Header stamped on every task message when it is published (epoch seconds, float).
 SENT_AT_HEADER = "sent_at"
@@ -23,8 +25,10 @@ QUEUE_DIMENSION = "Queue"
 _NAMESPACE_SUFFIX = "CeleryQueues"
 # CloudWatch namespaces: these characters, at most 255 of them, never starting with "AWS/".
 _NAMESPACE_PATTERN = re.compile(r"^[A-Za-z0-9.\-_/#:]{1,255}$")
-# Dimension values are free text for CloudWatch, but pool names also become resource names.
-_POOL_NAME_PATTERN = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
+# Dimension values are free text for CloudWatch, but pool names also become resource names
+# (the stack config refuses any other pool name).
+POOL_NAME_PATTERN = re.compile(r"^[a-z][a-z0-9-]{0,19}$")
+POOL_NAME_RULE = "1-20 lower-case letters, digits or '-', starting with a letter"
 
 
 @dataclass(frozen=True)
@@ -184,8 +188,8 @@ def parse_pools_from_objects(objects: object) -> tuple[PoolSpec, ...]:
             problems.append(f'{where} must have exactly the keys "pool", "queues", "service"')
             continue
         pool, queues, service = item["pool"], item["queues"], item["service"]
-        if not isinstance(pool, str) or not _POOL_NAME_PATTERN.match(pool):
-            problems.append(f"{where}.pool {pool!r} must match {_POOL_NAME_PATTERN.pattern}")
+        if not isinstance(pool, str) or not POOL_NAME_PATTERN.match(pool):
+            problems.append(f"{where}.pool {pool!r} must be {POOL_NAME_RULE}")
         if not isinstance(service, str) or not service:
             problems.append(f"{where}.service must be a non-empty string")
         if not isinstance(queues, list) or not queues or not all(isinstance(q, str) and q for q in queues):

@@ -29,7 +29,7 @@ REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 T = TypeVar("T")
 
 
-def wait_for(condition: Callable[[], T], timeout: float, message: str, interval: float = 0.1) -> T:
+def wait_for(condition: Callable[[], T | None], timeout: float, message: str, interval: float = 0.1) -> T:
     """Poll `condition` until it returns something truthy; fail with `message` at the deadline."""
     deadline = time.monotonic() + timeout
     while True:

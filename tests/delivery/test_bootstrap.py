@@ -11,8 +11,8 @@ import pulumi
 import pytest
 from pulumi.runtime.mocks import MockResourceArgs
 
+from testkit.program import FabricatingMocks, RecordedResource, RecordingMonitor
 from tests.delivery.workflows import ACTION_FILES, REPO_ROOT, workflow_files
-from tests.infra.harness import FabricatingMocks, RecordedResource, RecordingMonitor
 
 BOOTSTRAP_DIR = REPO_ROOT / "bootstrap"
 PROJECT = "djcelery-bootstrap"

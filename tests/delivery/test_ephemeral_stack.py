@@ -9,8 +9,8 @@ import re
 
 import pytest
 
+from testkit.program import ProgramRun, RecordedResource, run_program
 from tests.delivery.workflows import REPO_ROOT
-from tests.infra.harness import ProgramRun, RecordedResource, run_program
 
 RDS_INSTANCE = "aws:rds/instance:Instance"
 REPLICATION_GROUP = "aws:elasticache/replicationGroup:ReplicationGroup"

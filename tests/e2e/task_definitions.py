@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from functools import cache
 
 from infra import app_contract
-from tests.infra.harness import run_program
+from testkit.program import run_program
 
 TASK_DEFINITION = "aws:ecs/taskDefinition:TaskDefinition"
 
@@ -33,20 +33,12 @@ class ContainerSpec:
         return set(self.environment) | set(self.secret_names)
 
     @property
-    def role(self) -> str:
-        """web, worker, beat, migrate or queue-metrics: what the command runs."""
-        command = list(self.command)
-        if command == app_contract.web_command():
-            return "web"
-        if command == app_contract.beat_command():
-            return "beat"
-        if command == app_contract.migrate_command():
-            return "migrate"
-        if command == app_contract.queue_metrics_command():
-            return "queue-metrics"
-        if command[:4] == ["celery", "--app", "config", "worker"]:
-            return "worker"
-        raise AssertionError(f"container {self.name} of {self.family} runs an unknown command: {command}")
+    def role(self) -> app_contract.Role:
+        """What the command runs: web, worker, beat, migrate or queue-metrics."""
+        try:
+            return app_contract.role_of(self.command)
+        except ValueError as error:
+            raise AssertionError(f"container {self.name} of {self.family}: {error}") from None
 
     def option(self, flag: str) -> str:
         """The value following `flag` in the command, e.g. --queues."""

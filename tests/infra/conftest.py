@@ -2,7 +2,7 @@
 
 import pytest
 
-from tests.infra.harness import ProgramRun, run_program
+from testkit.program import ProgramRun, run_program
 
 
 @pytest.fixture(scope="session")

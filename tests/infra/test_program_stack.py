@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from infra.ops import DeployedStack
-from tests.infra.harness import ProgramRun
+from infra.ops.cli import DeployedStack
+from testkit.program import ProgramRun
 
 EXPORTS = {
     "webUrl",

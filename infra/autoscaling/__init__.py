@@ -1,0 +1,1 @@
+"""Worker autoscaling on Celery queue length: the policies, their math, and a simulator of them."""

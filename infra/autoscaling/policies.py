@@ -1,0 +1,331 @@
+"""Worker autoscaling on Celery queue length: the math and the policy set.
+
+Everything here is pure. `policy_set()` turns a pool's `ScalingParameters` into the exact values
+the `WorkerAutoscaling` component deploys (target, step boundaries, alarm periods, cooldowns);
+`simulator.simulate()` runs that same policy set against a queue in discrete time, so tests and
+benchmarks see what the stack will do. Metric names come from the publisher's own schema
+(app/queuemetrics/schema.py, the installed `queuemetrics` package).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from queuemetrics import schema
+
+# A stated assumption, not a measurement: image pull, ENI attachment and container start of a
+# small Fargate task. Reaction times below add it to the decision time.
+FARGATE_STARTUP_SECONDS = 60
+# Application Auto Scaling target tracking evaluates 1-minute datapoints and scales out after
+# 3 consecutive breaching ones (the alarm it creates and manages; not configurable).
+TARGET_TRACKING_PERIOD_SECONDS = 60
+TARGET_TRACKING_SCALE_OUT_DATAPOINTS = 3
+# CloudWatch repeats Auto Scaling actions while an alarm stays in ALARM (other actions fire once).
+SCALING_ALARM_PERIOD_SECONDS = 60
+# Application Auto Scaling quota: step adjustments per step scaling policy.
+MAX_STEP_ADJUSTMENTS = 20
+# Scale in only if the workers that remain would each hold at most this share of the target:
+# the gap to the scale-out point (a full target) keeps the two policies from flapping.
+SCALE_IN_LOAD_FRACTION = 0.5
+# Periods a CloudWatch alarm accepts: 10, 20, 30 (high-resolution metrics) or a multiple of 60.
+_SUB_MINUTE_PERIODS = (10, 20, 30)
+# The wake-up alarm fires on one waiting message; its steps are measured from this threshold.
+WAKE_UP_THRESHOLD = 1
+# The publisher-silent alarm waits at least this long: a Beat redeploy stops the sidecar briefly.
+PUBLISHER_SILENT_SECONDS = 300
+
+
+@dataclass(frozen=True)
+class ScalingParameters:
+    """How one worker pool should scale. Validated on construction; all problems at once."""
+
+    min_workers: int
+    max_workers: int
+    worker_concurrency: int  # celery --concurrency of each worker task
+    target_latency_seconds: float  # how long a new message may acceptably wait
+    task_seconds: float  # typical task duration
+    publish_interval_seconds: int
+    scale_in_quiet_minutes: int  # backlog must stay low this long before the first scale-in
+    scale_in_cooldown_seconds: int  # then one worker less per cooldown
+    scale_out_cooldown_seconds: int
+    queue_age_alarm_seconds: int
+
+    def __post_init__(self) -> None:
+        problems = self._range_problems()
+        if not problems and self.target_backlog_per_worker < 1:
+            problems.append(
+                f"target_latency_seconds {self.target_latency_seconds:g} is too short for tasks of "
+                f"{self.task_seconds:g} s at concurrency {self.worker_concurrency}: a worker could not "
+                "hold even one message; raise the latency or the concurrency"
+            )
+        if problems:
+            raise ValueError("invalid scaling parameters: " + "; ".join(problems))
+
+    def _range_problems(self) -> list[str]:
+        problems = []
+        if self.min_workers < 0:
+            problems.append(f"min_workers {self.min_workers} must be at least 0")
+        if self.max_workers < max(self.min_workers, 1):
+            problems.append(f"max_workers {self.max_workers} must be at least 1 and at least min_workers")
+        lowest: dict[str, tuple[float, str]] = {
+            "worker_concurrency": (1, "at least 1"),
+            "publish_interval_seconds": (1, "at least 1"),
+            "scale_in_quiet_minutes": (1, "at least 1"),
+            "scale_in_cooldown_seconds": (0, "at least 0"),
+            "scale_out_cooldown_seconds": (0, "at least 0"),
+        }
+        for name, (low, rule) in lowest.items():
+            if getattr(self, name) < low:
+                problems.append(f"{name} {getattr(self, name)} must be {rule}")
+        for name in ("target_latency_seconds", "task_seconds", "queue_age_alarm_seconds"):
+            if getattr(self, name) <= 0:
+                problems.append(f"{name} {getattr(self, name)} must be positive")
+        return problems
+
+    @property
+    def target_backlog_per_worker(self) -> float:
+        return target_backlog_per_worker(
+            self.target_latency_seconds, self.task_seconds, self.worker_concurrency
+        )
+
+
+def target_backlog_per_worker(target_latency_seconds: float, task_seconds: float, concurrency: int) -> float:
+    """Messages one worker may hold so that the last of them starts within the target latency.
+
+    A worker runs `concurrency` tasks at a time, so it clears a backlog of B in
+    B x task_seconds / concurrency seconds (Copilot's queue_delay, times concurrency).
+    """
+    return concurrency * target_latency_seconds / task_seconds
+
+
+# Example values, also the ones the documentation works through.
+DEV_EXAMPLE = ScalingParameters(
+    min_workers=0,
+    max_workers=3,
+    worker_concurrency=2,
+    target_latency_seconds=60,
+    task_seconds=2,
+    publish_interval_seconds=10,
+    scale_in_quiet_minutes=5,
+    scale_in_cooldown_seconds=60,
+    scale_out_cooldown_seconds=60,
+    queue_age_alarm_seconds=600,
+)
+PROD_EXAMPLE = ScalingParameters(
+    min_workers=1,
+    max_workers=10,
+    worker_concurrency=4,
+    target_latency_seconds=30,
+    task_seconds=2,
+    publish_interval_seconds=10,
+    scale_in_quiet_minutes=15,
+    scale_in_cooldown_seconds=300,
+    scale_out_cooldown_seconds=60,
+    queue_age_alarm_seconds=120,
+)
+
+
+def alarm_period_seconds(publish_interval_seconds: int) -> int:
+    """The shortest alarm period that holds at least one datapoint of every publish interval."""
+    for period in _SUB_MINUTE_PERIODS:
+        if publish_interval_seconds <= period:
+            return period
+    return math.ceil(publish_interval_seconds / 60) * 60
+
+
+@dataclass(frozen=True)
+class StepAdjustment:
+    """A step of a step scaling policy; bounds are relative to the alarm threshold, None = open."""
+
+    lower: float | None
+    upper: float | None
+    adjustment: int
+
+    def contains(self, distance: float) -> bool:
+        # Above the threshold, AWS treats the lower bound as inclusive and the upper as exclusive.
+        return (self.lower is None or distance >= self.lower) and (
+            self.upper is None or distance < self.upper
+        )
+
+
+def wake_up_steps(target: float, max_workers: int) -> tuple[StepAdjustment, ...]:
+    """ExactCapacity steps that start ceil(backlog / target) workers at once, from zero.
+
+    For an integer backlog B, ceil(B / target) == k exactly when
+    floor((k-1) x target) <= B - WAKE_UP_THRESHOLD < floor(k x target), given target >= 1.
+    Capped at `max_workers` and at the 20-step quota; target tracking takes it from there.
+    """
+    top = min(max_workers, MAX_STEP_ADJUSTMENTS)
+    bounds = [math.floor(k * target) for k in range(top)]
+    return tuple(
+        StepAdjustment(
+            lower=bounds[k - 1],
+            upper=bounds[k] if k < top else None,
+            adjustment=k,
+        )
+        for k in range(1, top + 1)
+    )
+
+
+@dataclass(frozen=True)
+class MetricAlarmRule:
+    """A CloudWatch alarm on one published metric of the pool."""
+
+    metric: schema.MetricDefinition
+    statistic: str
+    period_seconds: int
+    evaluation_periods: int
+    datapoints_to_alarm: int
+    comparison: str
+    threshold: float
+    treat_missing_data: str
+
+    def breaches(self, value: float) -> bool:
+        return _COMPARISONS[self.comparison](value, self.threshold)
+
+
+@dataclass(frozen=True)
+class ScaleInRule:
+    """The scale-in alarm: metric math on backlog and desired workers, breaching at <= 0.
+
+    excess = backlog - allowed x (desired - 1) while desired > min, else 1 (never breaching):
+    a worker goes only when the ones left would each hold at most `allowed` messages; the last
+    one goes only when the backlog (waiting + in flight) is 0; nothing happens at min.
+    """
+
+    min_workers: int
+    allowed_backlog_per_remaining_worker: float
+    period_seconds: int
+    evaluation_periods: int
+    backlog_statistic: str = "Maximum"  # any busy moment in the period blocks scale-in
+    desired_statistic: str = "Minimum"
+    threshold: float = 0
+    comparison: str = "LessThanOrEqualToThreshold"
+    treat_missing_data: str = "notBreaching"  # a silent publisher must not shrink the pool
+
+    def expression(self, backlog_id: str, desired_id: str) -> str:
+        return (
+            f"IF({desired_id} > {self.min_workers}, "
+            f"{backlog_id} - {self.allowed_backlog_per_remaining_worker:g} * ({desired_id} - 1), 1)"
+        )
+
+    def excess(self, backlog: float, desired: float) -> float:
+        """The value of `expression` for one period (what the simulator evaluates)."""
+        if desired > self.min_workers:
+            return backlog - self.allowed_backlog_per_remaining_worker * (desired - 1)
+        return 1
+
+    def breaches(self, backlog: float, desired: float) -> bool:
+        return self.excess(backlog, desired) <= self.threshold
+
+
+@dataclass(frozen=True)
+class PolicySet:
+    """Everything `WorkerAutoscaling` deploys for one pool, as plain values."""
+
+    min_workers: int
+    max_workers: int
+    target_backlog_per_worker: float
+    scale_out_cooldown_seconds: int
+    wake_up_alarm: MetricAlarmRule
+    wake_up_steps: tuple[StepAdjustment, ...]
+    scale_in: ScaleInRule
+    scale_in_cooldown_seconds: int
+    queue_age_alarm: MetricAlarmRule
+    publisher_silent_alarm: MetricAlarmRule
+
+
+def policy_set(params: ScalingParameters) -> PolicySet:
+    target = params.target_backlog_per_worker
+    fast_period = alarm_period_seconds(params.publish_interval_seconds)
+    silent_period = SCALING_ALARM_PERIOD_SECONDS
+    silent_seconds = max(PUBLISHER_SILENT_SECONDS, 3 * params.publish_interval_seconds)
+    return PolicySet(
+        min_workers=params.min_workers,
+        max_workers=params.max_workers,
+        target_backlog_per_worker=target,
+        scale_out_cooldown_seconds=params.scale_out_cooldown_seconds,
+        wake_up_alarm=MetricAlarmRule(
+            metric=schema.WAKE_UP_BACKLOG,
+            statistic="Maximum",
+            period_seconds=fast_period,
+            evaluation_periods=1,
+            datapoints_to_alarm=1,
+            comparison="GreaterThanOrEqualToThreshold",
+            threshold=WAKE_UP_THRESHOLD,
+            treat_missing_data="notBreaching",
+        ),
+        wake_up_steps=wake_up_steps(target, params.max_workers),
+        scale_in=ScaleInRule(
+            min_workers=params.min_workers,
+            allowed_backlog_per_remaining_worker=SCALE_IN_LOAD_FRACTION * target,
+            period_seconds=SCALING_ALARM_PERIOD_SECONDS,
+            evaluation_periods=params.scale_in_quiet_minutes * 60 // SCALING_ALARM_PERIOD_SECONDS,
+        ),
+        scale_in_cooldown_seconds=params.scale_in_cooldown_seconds,
+        queue_age_alarm=MetricAlarmRule(
+            metric=schema.POOL_OLDEST_AGE,
+            statistic="Maximum",
+            period_seconds=SCALING_ALARM_PERIOD_SECONDS,
+            evaluation_periods=1,
+            datapoints_to_alarm=1,
+            comparison="GreaterThanThreshold",
+            threshold=params.queue_age_alarm_seconds,
+            treat_missing_data="notBreaching",  # silence has its own alarm
+        ),
+        publisher_silent_alarm=MetricAlarmRule(
+            metric=schema.POOL_BACKLOG,
+            statistic="SampleCount",
+            period_seconds=silent_period,
+            evaluation_periods=math.ceil(silent_seconds / silent_period),
+            datapoints_to_alarm=math.ceil(silent_seconds / silent_period),
+            comparison="LessThanThreshold",
+            threshold=1,
+            treat_missing_data="breaching",
+        ),
+    )
+
+
+# --- Expected reaction times -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReactionTimes:
+    """Worst-case seconds from a change in the queue to a decision (and to a worker running)."""
+
+    wake_up_decision: int  # first message on an idle pool -> desired count set
+    first_worker_running: int
+    scale_out_decision: int  # backlog above target -> target tracking adds workers
+    first_scale_in: int  # backlog gone -> first worker removed
+    scale_in_step: int  # then one more removed every this many seconds
+
+    def back_to_min(self, from_workers: int, min_workers: int) -> int:
+        steps = max(from_workers - min_workers, 0)
+        return 0 if steps == 0 else self.first_scale_in + (steps - 1) * self.scale_in_step
+
+
+def reaction_times(params: ScalingParameters, policies: PolicySet) -> ReactionTimes:
+    interval = params.publish_interval_seconds
+    wake_up = policies.wake_up_alarm
+    # A message can arrive just after a measurement; its datapoint then closes the next period(s).
+    wake_up_decision = interval + wake_up.period_seconds * wake_up.datapoints_to_alarm
+    # The alarm repeats its action once per period while in ALARM; the cooldown gates each repeat.
+    period = policies.scale_in.period_seconds
+    scale_in_step = max(math.ceil(policies.scale_in_cooldown_seconds / period), 1) * period
+    return ReactionTimes(
+        wake_up_decision=wake_up_decision,
+        first_worker_running=wake_up_decision + FARGATE_STARTUP_SECONDS,
+        scale_out_decision=interval + TARGET_TRACKING_PERIOD_SECONDS * TARGET_TRACKING_SCALE_OUT_DATAPOINTS,
+        first_scale_in=interval + policies.scale_in.period_seconds * policies.scale_in.evaluation_periods,
+        scale_in_step=scale_in_step,
+    )
+
+
+_COMPARISONS: dict[str, Callable[[float, float], bool]] = {
+    "GreaterThanOrEqualToThreshold": lambda value, threshold: value >= threshold,
+    "GreaterThanThreshold": lambda value, threshold: value > threshold,
+    "LessThanThreshold": lambda value, threshold: value < threshold,
+    "LessThanOrEqualToThreshold": lambda value, threshold: value <= threshold,
+}

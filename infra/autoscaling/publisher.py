@@ -1,0 +1,60 @@
+"""The queue-metrics publisher that autoscaling acts on: what it measures, and what it may call.
+
+It runs beside Beat (or alone without Beat), never on a worker queue, so it keeps measuring while
+a pool is backlogged or at zero workers (app/queuemetrics).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from infra import iam
+from infra.services.config import WorkerPool
+from queuemetrics import schema
+
+
+@dataclass(frozen=True)
+class QueueMetricsPublisher:
+    """What the queue-metrics publisher measures and where it writes (its container's environment)."""
+
+    namespace: str
+    interval_seconds: int
+    pools_json: str  # QUEUE_METRICS_POOLS: which services consume which queues
+    cluster_name: str
+
+
+def queue_metrics_publisher(
+    pools: tuple[WorkerPool, ...],
+    service_names: dict[str, str],  # pool name -> its ECS service name
+    namespace: str,
+    interval_seconds: int,
+    cluster_name: str,
+) -> QueueMetricsPublisher:
+    specs = [
+        schema.PoolSpec(pool=pool.name, queues=pool.queues, service=service_names[pool.name])
+        for pool in pools
+    ]
+    return QueueMetricsPublisher(namespace, interval_seconds, schema.encode_pools(specs), cluster_name)
+
+
+def publisher_policy_document(
+    namespace: str, cluster_name: str, region: str, account_id: str, partition: str = "aws"
+) -> iam.Policy:
+    """The queue-metrics publisher's IAM permissions, and nothing else.
+
+    PutMetricData has no resource ARN; the `cloudwatch:namespace` condition confines it to the
+    stack's namespace. DescribeServices is limited to the services of the stack's cluster.
+    """
+    return iam.document(
+        iam.statement(
+            "PublishQueueMetrics",
+            "cloudwatch:PutMetricData",
+            "*",
+            condition={"StringEquals": {"cloudwatch:namespace": namespace}},
+        ),
+        iam.statement(
+            "ReadWorkerCounts",
+            "ecs:DescribeServices",
+            f"arn:{partition}:ecs:{region}:{account_id}:service/{cluster_name}/*",
+        ),
+    )

@@ -1,1 +1,0 @@
-"""One Pulumi component per concern; each declares its resources as its children."""

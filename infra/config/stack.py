@@ -1,0 +1,109 @@
+"""The stack configuration: read once, validated completely, then frozen.
+
+`validate()` is a pure function from the raw key/value pairs (as the Pulumi CLI hands them to the
+program: strings, JSON for lists) to a `StackConfig`. Each concern reads and checks its own keys
+(`infra/<concern>/config.py`); the rules that span concerns are here. Every key is checked before
+the program declares a single resource, and one `StackConfigError` lists every bad key, the value
+given and what is allowed, so a user fixes a stack file in one round trip instead of one
+half-created stack per mistake. A key of the project's namespace that no part reads is a mistake
+too (a typo would otherwise be silently ignored). Defaults live in Pulumi.yaml only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import pulumi
+import yaml
+
+from infra.autoscaling.config import ScalingConfig
+from infra.config.reader import ConfigReader, StackConfigError
+from infra.data.config import BrokerConfig, DatabaseConfig
+from infra.image.config import ImageConfig
+from infra.network.config import NetworkConfig
+from infra.observability.config import AlarmsConfig, LogsConfig
+from infra.release.config import ReleaseConfig
+from infra.services.config import AppConfig, BeatConfig, CeleryLimits, WorkersConfig
+from infra.web.config import WebConfig
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+PROJECT_FILE = PROJECT_ROOT / "Pulumi.yaml"
+# Values of these keys are never shown in an error message.
+SECRET_KEYS = frozenset({"emailUrl"})
+EPHEMERAL_REFUSES = "false in an ephemeral stack (`pulumi destroy` must always succeed)"
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    ephemeral: bool  # a throw-away stack (e.g. per pull request): nothing may block its destroy
+    network: NetworkConfig
+    database: DatabaseConfig
+    broker: BrokerConfig
+    image: ImageConfig
+    app: AppConfig
+    web: WebConfig
+    workers: WorkersConfig
+    beat: BeatConfig
+    celery: CeleryLimits
+    release: ReleaseConfig
+    scaling: ScalingConfig
+    logs: LogsConfig
+    alarms: AlarmsConfig
+
+    @classmethod
+    def read(cls, read: ConfigReader, project_root: Path | None) -> StackConfig:
+        config = cls(
+            ephemeral=read.boolean("ephemeral"),
+            network=NetworkConfig.read(read),
+            database=DatabaseConfig.read(read),
+            broker=BrokerConfig.read(read),
+            image=ImageConfig.read(read, project_root),
+            app=AppConfig.read(read),
+            web=WebConfig.read(read),
+            workers=WorkersConfig.read(read),
+            beat=BeatConfig.read(read),
+            celery=CeleryLimits.read(read),
+            release=ReleaseConfig.read(read),
+            scaling=ScalingConfig.read(read),
+            logs=LogsConfig.read(read),
+            alarms=AlarmsConfig.read(read),
+        )
+        config.scaling.check_pools(read, config.workers)
+        if config.ephemeral:
+            for key, protected in (
+                ("dbDeletionProtection", config.database.deletion_protection),
+                ("albDeletionProtection", config.web.alb_deletion_protection),
+            ):
+                if protected:
+                    read.report(key, True, EPHEMERAL_REFUSES)
+        return config
+
+
+def validate(raw: Mapping[str, object], project_root: Path | None = None) -> StackConfig:
+    """Builds the stack config from raw values (bare keys), or raises listing every problem.
+
+    With `project_root`, the image build paths (relative to it) must also exist.
+    """
+    read = ConfigReader(raw, SECRET_KEYS)
+    config = StackConfig.read(read, project_root)
+    read.report_unknown_keys()
+    if read.problems:
+        raise StackConfigError(read.problems)
+    return config
+
+
+def declared_config_keys() -> tuple[str, ...]:
+    """This project's config keys, as Pulumi.yaml declares them (the single list of keys)."""
+    project = yaml.safe_load(PROJECT_FILE.read_text())
+    return tuple(key for key in project["config"] if ":" not in key)
+
+
+def load_stack_config() -> StackConfig:
+    """Reads every key of the project's namespace the way the CLI provides it (strings, JSON for
+    lists), declared or not, then validates."""
+    namespace = f"{pulumi.get_project()}:"
+    everything: dict[str, object] = pulumi.runtime.config.CONFIG.get()
+    raw = {key[len(namespace) :]: value for key, value in everything.items() if key.startswith(namespace)}
+    return validate(raw, PROJECT_ROOT)

@@ -1,0 +1,1 @@
+"""The data stores (RDS PostgreSQL, the ElastiCache broker) and the secrets that reach the app."""

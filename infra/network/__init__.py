@@ -1,0 +1,1 @@
+"""The VPC, its subnets and routes, and the security groups between the tiers."""

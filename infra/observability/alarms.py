@@ -1,0 +1,174 @@
+"""The alarms for people: what each watches, from plain values, and when it fires."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from infra.observability.config import AlarmsConfig
+from infra.observability.metrics import (
+    GIB,
+    MIN_REQUESTS_FOR_ERROR_RATE,
+    MINUTE,
+    SUSTAINED_MINUTES,
+    AlarmQuery,
+    Expression,
+    Metric,
+    MonitoredStack,
+    beat_period_seconds,
+    beat_tasks,
+    cache_max,
+    cache_sum,
+    database_metric,
+    target_group_metric,
+    web_5xx_rate,
+)
+
+
+@dataclass(frozen=True)
+class AlarmRule:
+    """One alarm for people: what it watches (built from the stack's names) and when it fires."""
+
+    key: str  # the alarm's resource name suffix
+    description: str
+    watches: Callable[[MonitoredStack], Metric | Expression]
+    comparison: str
+    threshold: float
+    evaluation_periods: int
+    datapoints_to_alarm: int
+    treat_missing_data: str
+
+    def metric_queries(self, stack: MonitoredStack) -> list[AlarmQuery]:
+        """The MetricAlarm's `metric_queries` for this stack; exactly one returns data."""
+        watched = self.watches(stack)
+        if isinstance(watched, Metric):
+            return [watched.alarm_query("value", return_data=True)]
+        return watched.alarm_queries()
+
+
+def alarm_rules(
+    thresholds: AlarmsConfig,
+    db_allocated_storage_gib: int,
+    publish_interval_seconds: int,
+    web_serves_traffic: bool,
+    beat_pool: str | None,
+) -> list[AlarmRule]:
+    """The alarms the stack declares. Which exist depends only on plain config values."""
+    rules = [
+        AlarmRule(
+            key="web-5xx",
+            description=(
+                f"More than {thresholds.web_5xx_percent} % of web requests answered 5xx in 3 of the last "
+                f"{SUSTAINED_MINUTES} minutes (counted from {MIN_REQUESTS_FOR_ERROR_RATE} requests a minute)."
+            ),
+            watches=web_5xx_rate,
+            comparison="GreaterThanThreshold",
+            threshold=thresholds.web_5xx_percent,
+            evaluation_periods=SUSTAINED_MINUTES,
+            datapoints_to_alarm=3,
+            treat_missing_data="notBreaching",  # no traffic is not an error rate
+        ),
+        AlarmRule(
+            key="web-unhealthy-targets",
+            description=(
+                f"Web tasks have failed the ALB health check (/healthz) for {SUSTAINED_MINUTES} minutes."
+            ),
+            watches=lambda stack: target_group_metric(
+                stack, "UnHealthyHostCount", "Maximum", "unhealthy targets"
+            ),
+            comparison="GreaterThanThreshold",
+            threshold=0,
+            evaluation_periods=SUSTAINED_MINUTES,
+            datapoints_to_alarm=SUSTAINED_MINUTES,
+            treat_missing_data="notBreaching",
+        ),
+        AlarmRule(
+            key="db-free-storage",
+            description=(
+                f"PostgreSQL has less than {thresholds.db_free_storage_percent} % of its "
+                f"{db_allocated_storage_gib} GiB free; at zero it stops accepting writes."
+            ),
+            watches=lambda stack: database_metric(
+                stack, "FreeStorageSpace", "Minimum", "free storage (bytes)"
+            ),
+            comparison="LessThanThreshold",
+            threshold=db_allocated_storage_gib * GIB * thresholds.db_free_storage_percent / 100,
+            evaluation_periods=SUSTAINED_MINUTES,
+            datapoints_to_alarm=SUSTAINED_MINUTES,
+            treat_missing_data="missing",
+        ),
+        AlarmRule(
+            key="broker-evictions",
+            description=(
+                "The Redis broker evicted keys: an evicting broker drops queued tasks. Check that "
+                "maxmemory-policy is noeviction and that the node has room."
+            ),
+            watches=lambda stack: cache_sum(stack, "Evictions", "Sum", "evicted keys"),
+            comparison="GreaterThanThreshold",
+            threshold=0,
+            evaluation_periods=1,
+            datapoints_to_alarm=1,
+            treat_missing_data="notBreaching",
+        ),
+        AlarmRule(
+            key="broker-memory",
+            description=(
+                f"The Redis broker has used more than {thresholds.redis_memory_percent} % of its memory "
+                f"for {SUSTAINED_MINUTES} minutes; when full it refuses new tasks (noeviction)."
+            ),
+            watches=lambda stack: cache_max(
+                stack, "DatabaseMemoryUsagePercentage", "Maximum", "memory used (%)"
+            ),
+            comparison="GreaterThanThreshold",
+            threshold=thresholds.redis_memory_percent,
+            evaluation_periods=SUSTAINED_MINUTES,
+            datapoints_to_alarm=SUSTAINED_MINUTES,
+            treat_missing_data="missing",
+        ),
+    ]
+    if web_serves_traffic:
+        rules.append(
+            AlarmRule(
+                key="web-no-healthy-targets",
+                description="No web task has passed the ALB health check for 3 minutes: the site is down.",
+                watches=lambda stack: target_group_metric(
+                    stack, "HealthyHostCount", "Minimum", "healthy targets"
+                ),
+                comparison="LessThanThreshold",
+                threshold=1,
+                evaluation_periods=3,
+                datapoints_to_alarm=3,
+                treat_missing_data="breaching",
+            )
+        )
+    if beat_pool is not None:
+        period = beat_period_seconds(publish_interval_seconds)
+        periods = max(1, math.ceil(thresholds.beat_minutes * MINUTE / period))
+        rules.append(
+            AlarmRule(
+                key="beat-count",
+                description=(
+                    f"Not exactly one Celery Beat task has run for {periods * period // MINUTE} minutes: "
+                    "with none, periodic tasks stop; with two, they run twice. Counted from the "
+                    "queue-metrics publisher beside Beat: a stopped publisher, or one that cannot reach "
+                    "the broker, also shows as no Beat (and the publisher-silent alarm fires too)."
+                ),
+                watches=lambda stack: _deviation_from_one(beat_tasks(stack, beat_pool)),
+                comparison="GreaterThanOrEqualToThreshold",
+                threshold=0.5,  # the count is off by at least half a task: 0 or 2, never jitter
+                evaluation_periods=periods,
+                datapoints_to_alarm=periods,
+                treat_missing_data="breaching",  # no datapoints at all: no publisher, so no Beat
+            )
+        )
+    return rules
+
+
+def _deviation_from_one(count: Expression) -> Expression:
+    return Expression(
+        text="ABS(count - 1)",
+        label=f"{count.label}, distance from 1",
+        inputs=count.inputs,
+        steps={**count.steps, "count": count.text},
+    )

@@ -1,0 +1,170 @@
+"""The CloudWatch dashboard of a stack: queues and workers per pool, web, database, broker, Beat."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from infra.observability.config import AlarmsConfig
+from infra.observability.metrics import (
+    GIB,
+    MINUTE,
+    MonitoredStack,
+    alb_metric,
+    beat_tasks,
+    cache_metrics,
+    database_metric,
+    queue_metric,
+    target_group_metric,
+    web_5xx_rate,
+)
+from queuemetrics import schema
+
+DASHBOARD_WIDTH = 24  # CloudWatch dashboards are 24 grid units wide
+WIDGET_WIDTH, WIDGET_HEIGHT = 8, 6
+
+
+def dashboard_body(stack: MonitoredStack, thresholds: AlarmsConfig, queue_age_alarm_seconds: int) -> str:
+    """The CloudWatch dashboard JSON: queues and workers per pool, web, database, broker, Beat."""
+    widgets: list[dict[str, Any]] = []
+    for pool, queues in stack.pools.items():
+        widgets += [
+            _widget(
+                stack,
+                f"Pool {pool}: waiting messages",
+                [
+                    queue_metric(
+                        stack.queue_namespace, schema.QUEUE_WAITING, "Maximum", queue, pool, queue
+                    ).widget_row()
+                    for queue in queues
+                ],
+            ),
+            _widget(
+                stack,
+                f"Pool {pool}: oldest message age (s)",
+                [
+                    queue_metric(
+                        stack.queue_namespace, schema.QUEUE_OLDEST_AGE, "Maximum", queue, pool, queue
+                    ).widget_row()
+                    for queue in queues
+                ],
+                annotation=("alarm", queue_age_alarm_seconds),
+            ),
+            _widget(
+                stack,
+                f"Pool {pool}: workers",
+                [
+                    queue_metric(
+                        stack.queue_namespace, schema.POOL_DESIRED_WORKERS, "Maximum", "desired", pool
+                    ).widget_row(),
+                    queue_metric(
+                        stack.queue_namespace, schema.POOL_RUNNING_WORKERS, "Maximum", "running", pool
+                    ).widget_row(),
+                ],
+            ),
+        ]
+    widgets += [
+        _widget(
+            stack,
+            "Web: requests and 5xx",
+            [
+                alb_metric(stack, "RequestCount", "Sum", "requests").widget_row(),
+                alb_metric(stack, "HTTPCode_Target_5XX_Count", "Sum", "5xx from the app").widget_row(),
+                alb_metric(stack, "HTTPCode_ELB_5XX_Count", "Sum", "5xx from the ALB").widget_row(),
+            ],
+        ),
+        _widget(
+            stack,
+            "Web: 5xx rate (%)",
+            web_5xx_rate(stack).widget_rows(),
+            annotation=("alarm", thresholds.web_5xx_percent),
+        ),
+        _widget(
+            stack,
+            "Web: response time (s)",
+            [
+                alb_metric(stack, "TargetResponseTime", "p50", "p50").widget_row(),
+                alb_metric(stack, "TargetResponseTime", "p99", "p99").widget_row(),
+            ],
+        ),
+        _widget(
+            stack,
+            "Web: targets",
+            [
+                target_group_metric(stack, "HealthyHostCount", "Minimum", "healthy").widget_row(),
+                target_group_metric(stack, "UnHealthyHostCount", "Maximum", "unhealthy").widget_row(),
+            ],
+        ),
+        _widget(
+            stack,
+            "PostgreSQL: CPU (%)",
+            [database_metric(stack, "CPUUtilization", "Average", "CPU").widget_row()],
+        ),
+        _widget(
+            stack,
+            "PostgreSQL: connections",
+            [database_metric(stack, "DatabaseConnections", "Maximum", "connections").widget_row()],
+        ),
+        _widget(
+            stack,
+            "PostgreSQL: free storage (bytes)",
+            [database_metric(stack, "FreeStorageSpace", "Minimum", "free storage").widget_row()],
+            annotation=(
+                "alarm",
+                stack.db_allocated_storage_gib * GIB * thresholds.db_free_storage_percent / 100,
+            ),
+        ),
+        _widget(
+            stack,
+            "Broker: memory used (%)",
+            [
+                metric.widget_row()
+                for metric in cache_metrics(stack, "DatabaseMemoryUsagePercentage", "Maximum").values()
+            ],
+            annotation=("alarm", thresholds.redis_memory_percent),
+        ),
+        _widget(
+            stack,
+            "Broker: evicted keys (lost tasks)",
+            [m.widget_row() for m in cache_metrics(stack, "Evictions", "Sum").values()],
+        ),
+        _widget(
+            stack,
+            "Broker: client connections",
+            [m.widget_row() for m in cache_metrics(stack, "CurrConnections", "Maximum").values()],
+        ),
+    ]
+    if stack.beat_pool is not None:
+        widgets.append(
+            _widget(stack, "Celery Beat: tasks running", beat_tasks(stack, stack.beat_pool).widget_rows())
+        )
+    return json.dumps({"widgets": _laid_out(widgets)})
+
+
+def _widget(
+    stack: MonitoredStack,
+    title: str,
+    rows: list[list[Any]],
+    annotation: tuple[str, float] | None = None,
+) -> dict[str, Any]:
+    properties: dict[str, Any] = {
+        "title": title,
+        "region": stack.region,
+        "view": "timeSeries",
+        "stacked": False,
+        "period": MINUTE,
+        "metrics": rows,
+    }
+    if annotation:
+        label, value = annotation
+        properties["annotations"] = {"horizontal": [{"label": label, "value": value}]}
+    return {"type": "metric", "width": WIDGET_WIDTH, "height": WIDGET_HEIGHT, "properties": properties}
+
+
+def _laid_out(widgets: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Three widgets a row, in order."""
+    per_row = DASHBOARD_WIDTH // WIDGET_WIDTH
+    return [
+        {**widget, "x": (index % per_row) * WIDGET_WIDTH, "y": (index // per_row) * WIDGET_HEIGHT}
+        for index, widget in enumerate(widgets)
+    ]

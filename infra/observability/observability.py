@@ -1,0 +1,164 @@
+"""The stack's dashboard, its alarms for people, and where both send their news.
+
+One SNS topic receives every alarm meant for people (this component's, and the queue-age and
+publisher-silent alarms of the autoscaling component, which take the topic as their action) and
+the ECS deployment failures and circuit-breaker rollbacks of the stack's services, through an
+EventBridge rule. An optional e-mail address is subscribed to it. What the dashboard draws and the
+alarms watch is defined once, in `infra.observability`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+
+from infra.observability.alarms import alarm_rules
+from infra.observability.config import AlarmsConfig
+from infra.observability.dashboard import dashboard_body
+from infra.observability.events import (
+    DEPLOYMENT_MESSAGE_PATHS,
+    DEPLOYMENT_MESSAGE_TEMPLATE,
+    alarm_topic_policy,
+    deployment_events_pattern,
+    service_arn,
+)
+from infra.observability.metrics import MonitoredStack
+
+
+@dataclass(frozen=True)
+class ObservabilityArgs:
+    dashboard_name: str
+    region: pulumi.Input[str]
+    account_id: pulumi.Input[str]
+    cluster_arn: pulumi.Input[str]
+    service_names: Sequence[pulumi.Input[str]]  # every service whose deployments people hear about
+    load_balancer_arn_suffix: pulumi.Input[str]
+    target_group_arn_suffix: pulumi.Input[str]
+    db_instance_identifier: pulumi.Input[str]
+    db_allocated_storage_gib: int
+    cache_cluster_ids: pulumi.Input[Sequence[str]]
+    queue_namespace: str
+    pools: Mapping[str, tuple[str, ...]]  # worker pool -> its queues
+    publish_interval_seconds: int
+    beat_pool: str | None  # the pool whose publisher datapoints count Beat tasks; None: no Beat
+    web_serves_traffic: bool  # at least one web task is wanted
+    alarms: AlarmsConfig
+    queue_age_alarm_seconds: int  # the autoscaling component's alarm, drawn on the dashboard
+
+
+class Observability(pulumi.ComponentResource):
+    topic_arn: pulumi.Output[str]
+    dashboard_name: pulumi.Output[str]
+
+    def __init__(
+        self, name: str, args: ObservabilityArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("djcelery:index:Observability", name, None, opts)
+        self._name, self._args = name, args
+        topic = aws.sns.Topic(f"{name}-alarms", opts=pulumi.ResourceOptions(parent=self))
+        stack = self._monitored_stack()
+        dashboard = aws.cloudwatch.Dashboard(
+            f"{name}-dashboard",
+            dashboard_name=args.dashboard_name,
+            dashboard_body=stack.apply(
+                lambda plain: dashboard_body(plain, args.alarms, args.queue_age_alarm_seconds)
+            ),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self._alarms(stack, topic)
+        self._deployment_events(topic)
+        if args.alarms.email:
+            # AWS e-mails a confirmation link; nothing arrives until it is followed.
+            aws.sns.TopicSubscription(
+                f"{name}-email",
+                topic=topic.arn,
+                protocol="email",
+                endpoint=args.alarms.email,
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+        self.topic_arn = topic.arn
+        self.dashboard_name = dashboard.dashboard_name
+        self.register_outputs({"topic_arn": self.topic_arn, "dashboard_name": self.dashboard_name})
+
+    def _monitored_stack(self) -> pulumi.Output[MonitoredStack]:
+        """The names the stack's resources publish metrics under, once AWS has assigned them."""
+        args = self._args
+        return pulumi.Output.all(
+            args.region,
+            args.load_balancer_arn_suffix,
+            args.target_group_arn_suffix,
+            args.db_instance_identifier,
+            args.cache_cluster_ids,
+        ).apply(
+            lambda values: MonitoredStack(
+                region=values[0],
+                load_balancer=values[1],
+                target_group=values[2],
+                db_instance=values[3],
+                db_allocated_storage_gib=args.db_allocated_storage_gib,
+                cache_clusters=tuple(values[4]),
+                queue_namespace=args.queue_namespace,
+                pools=args.pools,
+                publish_interval_seconds=args.publish_interval_seconds,
+                beat_pool=args.beat_pool,
+            )
+        )
+
+    def _alarms(self, stack: pulumi.Output[MonitoredStack], topic: aws.sns.Topic) -> None:
+        args = self._args
+        rules = alarm_rules(
+            args.alarms,
+            db_allocated_storage_gib=args.db_allocated_storage_gib,
+            publish_interval_seconds=args.publish_interval_seconds,
+            web_serves_traffic=args.web_serves_traffic,
+            beat_pool=args.beat_pool,
+        )
+        for rule in rules:
+            aws.cloudwatch.MetricAlarm(
+                f"{self._name}-{rule.key}",
+                alarm_description=rule.description,
+                metric_queries=stack.apply(rule.metric_queries),
+                comparison_operator=rule.comparison,
+                threshold=rule.threshold,
+                evaluation_periods=rule.evaluation_periods,
+                datapoints_to_alarm=rule.datapoints_to_alarm,
+                treat_missing_data=rule.treat_missing_data,
+                alarm_actions=[topic.arn],
+                ok_actions=[topic.arn],
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+
+    def _deployment_events(self, topic: aws.sns.Topic) -> None:
+        """Failed deployments and circuit-breaker rollbacks of the stack's services, to the topic."""
+        args, name, child = self._args, self._name, pulumi.ResourceOptions(parent=self)
+        deployments = aws.cloudwatch.EventRule(
+            f"{name}-deployments",
+            description="Failed ECS deployments and circuit-breaker rollbacks of this stack's services",
+            event_pattern=pulumi.Output.all(args.cluster_arn, *args.service_names).apply(
+                lambda values: deployment_events_pattern(
+                    [service_arn(values[0], service) for service in values[1:]]
+                )
+            ),
+            opts=child,
+        )
+        policy = aws.sns.TopicPolicy(
+            f"{name}-alarms",
+            arn=topic.arn,
+            policy=pulumi.Output.all(topic.arn, args.account_id, args.region, deployments.arn).apply(
+                lambda values: alarm_topic_policy(*values)
+            ),
+            opts=child,
+        )
+        aws.cloudwatch.EventTarget(
+            f"{name}-deployments",
+            rule=deployments.name,
+            arn=topic.arn,
+            input_transformer=aws.cloudwatch.EventTargetInputTransformerArgs(
+                input_paths=DEPLOYMENT_MESSAGE_PATHS, input_template=DEPLOYMENT_MESSAGE_TEMPLATE
+            ),
+            # EventBridge may publish only once the topic policy lets it.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[policy]),
+        )

@@ -1,0 +1,1 @@
+"""Day-2 operations on a deployed stack: `python -m infra.ops --help`."""

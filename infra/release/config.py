@@ -1,0 +1,16 @@
+"""Release settings of a stack."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from infra.config.reader import ConfigReader
+
+
+@dataclass(frozen=True)
+class ReleaseConfig:
+    migrate_timeout_seconds: int  # how long `pulumi up` waits for the migrate task
+
+    @classmethod
+    def read(cls, read: ConfigReader) -> ReleaseConfig:
+        return cls(migrate_timeout_seconds=read.integer("migrateTimeoutSeconds", 60, 3600))

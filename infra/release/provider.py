@@ -1,0 +1,116 @@
+"""The release provider: runs the migrate task when the image or its task definition changes.
+
+Pulumi pickles an instance of `MigrationProvider` into the stack state (dill) and rebuilds it from
+there in the provider process it starts for every preview, up, destroy and refresh. The class and
+everything it holds are importable from the installed project, so the state stores references to
+them, never bytecode: a state written under one Python version can be read by another.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from pulumi.dynamic import CreateResult, DiffResult, ResourceProvider, UpdateResult
+
+from infra.release.runner import (
+    DEFAULT_POLL_INTERVAL_SECONDS,
+    Clock,
+    MigrationResult,
+    MigrationTask,
+    Sleep,
+    run_migration,
+)
+
+# A new image or a new migrate task definition is a new release; nothing else re-runs migrations.
+RELEASE_TRIGGERS = ("image", "task_definition_arn")
+
+
+@dataclass(frozen=True)
+class AwsClients:
+    ecs: Any
+    logs: Any
+
+
+ClientFactory = Callable[[str], AwsClients]
+
+
+def aws_clients(region: str) -> AwsClients:
+    """Clients from the standard AWS credential chain (environment, profile, SSO, role)."""
+    session = boto3.session.Session(region_name=region)
+    config = Config(retries={"mode": "standard", "max_attempts": 10})
+    return AwsClients(ecs=session.client("ecs", config=config), logs=session.client("logs", config=config))
+
+
+class MigrationProvider(ResourceProvider):
+    """Runs the migrate task; an instance of it is pickled into the stack state by Pulumi.
+
+    The defaults are module-level functions, pickled by reference; tests pass doubles.
+    """
+
+    def __init__(
+        self,
+        clients: ClientFactory = aws_clients,
+        sleep: Sleep = time.sleep,
+        clock: Clock = time.monotonic,
+        poll_interval_seconds: float = DEFAULT_POLL_INTERVAL_SECONDS,
+    ) -> None:
+        super().__init__()
+        self._clients = clients
+        self._sleep = sleep
+        self._clock = clock
+        self._poll_interval_seconds = poll_interval_seconds
+
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        # `olds` are the outputs of the last successful run, so they name the release now migrated.
+        return DiffResult(changes=any(olds.get(key) != news.get(key) for key in RELEASE_TRIGGERS))
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        return CreateResult(id_=uuid.uuid4().hex, outs=self._migrate(props))
+
+    def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        return UpdateResult(outs=self._migrate(news))
+
+    def delete(self, _id: str, _props: dict[str, Any]) -> None:
+        # A migration cannot be undone by deleting its record, and destroy must never fail.
+        pass
+
+    def _migrate(self, props: dict[str, Any]) -> dict[str, Any]:
+        clients = self._clients(props["region"])
+        result = run_migration(
+            clients.ecs,
+            clients.logs,
+            migration_task(props),
+            poll_interval_seconds=self._poll_interval_seconds,
+            sleep=self._sleep,
+            clock=self._clock,
+        )
+        return release_outputs(props, result)
+
+
+def migration_task(props: dict[str, Any]) -> MigrationTask:
+    return MigrationTask(
+        cluster=props["cluster"],
+        task_definition_arn=props["task_definition_arn"],
+        container_name=props["container_name"],
+        subnet_ids=list(props["subnet_ids"]),
+        security_group_ids=list(props["security_group_ids"]),
+        assign_public_ip=bool(props["assign_public_ip"]),
+        log_group_name=props["log_group_name"],
+        timeout_seconds=float(props["timeout_seconds"]),
+    )
+
+
+def release_outputs(props: dict[str, Any], result: MigrationResult) -> dict[str, Any]:
+    """The resource state: the inputs of this release (what `diff` compares) and how it ran."""
+    return {
+        **props,
+        "task_arn": result.task_arn,
+        "exit_code": result.exit_code,
+        "duration_seconds": result.duration_seconds,
+    }

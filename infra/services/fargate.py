@@ -1,0 +1,230 @@
+"""A Fargate task definition with its log group and roles, and the ECS service that runs it.
+
+`FargateTask` alone serves one-off tasks (the migrate task); `FargateService` wraps one for the
+long-running roles. Every service rolls back a failed deployment by itself (circuit breaker),
+allows ECS Exec, runs on the latest platform version and propagates its tags to its tasks.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import pulumi
+import pulumi_aws as aws
+
+from infra import iam
+from infra.image.config import CpuArchitecture
+from infra.services.cluster import FARGATE, FARGATE_SPOT
+from infra.services.containers import ContainerContext, ContainerSpec, container_definition, task_volumes
+from infra.services.task_sizes import TaskSize
+
+
+@dataclass(frozen=True)
+class TaskRuntime:
+    """What every task of the stack shares."""
+
+    containers: pulumi.Output[ContainerContext]
+    secret_arns: Sequence[pulumi.Input[str]]
+    repository_arn: pulumi.Input[str]
+    account_id: pulumi.Input[str]
+    name_prefix: str  # e.g. djcelery-dev: task definition families and log groups start with it
+    log_retention_days: int
+    cpu_architecture: CpuArchitecture
+    # A new task definition revision leaves the previous one registered, so ECS (circuit breaker)
+    # and the release can roll back to it; off in ephemeral stacks, whose destroy removes everything.
+    keep_previous_revisions: bool
+
+
+@dataclass(frozen=True)
+class FargateTaskArgs:
+    size: TaskSize
+    containers: Sequence[ContainerSpec]  # the first is the task's main container
+    runtime: TaskRuntime
+    # Extra permissions of the task role for what the containers call: suffix -> policy JSON.
+    task_role_policies: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
+
+
+class FargateTask(pulumi.ComponentResource):
+    task_definition_arn: pulumi.Output[str]
+    log_group_name: str
+    container_name: str
+
+    def __init__(self, name: str, args: FargateTaskArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("djcelery:index:FargateTask", name, None, opts)
+        runtime = args.runtime
+        self.log_group_name = f"/ecs/{runtime.name_prefix}/{name}"
+        log_group = aws.cloudwatch.LogGroup(
+            f"{name}-logs",
+            name=self.log_group_name,
+            retention_in_days=runtime.log_retention_days,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        execution_role, task_role = self._roles(name, args, log_group)
+        definitions = runtime.containers.apply(
+            lambda context: [
+                container_definition(context, spec, self.log_group_name) for spec in args.containers
+            ]
+        )
+        task_definition = aws.ecs.TaskDefinition(
+            f"{name}-task-definition",
+            family=f"{runtime.name_prefix}-{name}",
+            cpu=str(args.size.cpu),
+            memory=str(args.size.memory),
+            network_mode="awsvpc",
+            requires_compatibilities=["FARGATE"],
+            runtime_platform=aws.ecs.TaskDefinitionRuntimePlatformArgs(
+                operating_system_family="LINUX", cpu_architecture=runtime.cpu_architecture
+            ),
+            execution_role_arn=execution_role.arn,
+            task_role_arn=task_role.arn,
+            volumes=[aws.ecs.TaskDefinitionVolumeArgs(name=volume["name"]) for volume in task_volumes()],
+            container_definitions=definitions.apply(json.dumps),
+            skip_destroy=runtime.keep_previous_revisions,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[log_group]),
+        )
+        self.container_name = args.containers[0].role.value
+        self.task_definition_arn = task_definition.arn
+        self.register_outputs(
+            {"task_definition_arn": self.task_definition_arn, "log_group_name": self.log_group_name}
+        )
+
+    def _roles(
+        self, name: str, args: FargateTaskArgs, log_group: aws.cloudwatch.LogGroup
+    ) -> tuple[aws.iam.Role, aws.iam.Role]:
+        """The execution role (ECS pulls the image, writes logs, reads the secrets at start) and the
+        task role (the app's own AWS calls, and ECS Exec sessions)."""
+        runtime, child = args.runtime, pulumi.ResourceOptions(parent=self)
+        trust_policy = pulumi.Output.from_input(runtime.account_id).apply(
+            lambda account: json.dumps(iam.ecs_tasks_trust_policy(account))
+        )
+        execution_role = aws.iam.Role(
+            f"{name}-execution-role",
+            assume_role_policy=trust_policy,
+            description=f"ECS starts {name} tasks: image, logs, secrets",
+            opts=child,
+        )
+        aws.iam.RolePolicy(
+            f"{name}-execution",
+            role=execution_role.id,
+            policy=pulumi.Output.all(list(runtime.secret_arns), runtime.repository_arn, log_group.arn).apply(
+                lambda values: json.dumps(iam.execution_role_policy(*values))
+            ),
+            opts=child,
+        )
+        task_role = aws.iam.Role(
+            f"{name}-task-role",
+            assume_role_policy=trust_policy,
+            description=f"AWS calls made by the {name} app containers",
+            opts=child,
+        )
+        exec_policy = log_group.arn.apply(lambda arn: json.dumps(iam.ecs_exec_policy(arn)))
+        for suffix, policy in {"exec": exec_policy, **args.task_role_policies}.items():
+            aws.iam.RolePolicy(f"{name}-task-{suffix}", role=task_role.id, policy=policy, opts=child)
+        return execution_role, task_role
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where the services run."""
+
+    cluster_arn: pulumi.Input[str]
+    subnet_ids: Sequence[pulumi.Input[str]]
+    security_group_ids: Sequence[pulumi.Input[str]]
+    assign_public_ip: bool
+
+
+@dataclass(frozen=True)
+class LoadBalancerTarget:
+    target_group_arn: pulumi.Input[str]
+    container_name: str
+    container_port: int
+    health_check_grace_period_seconds: int
+
+
+@dataclass(frozen=True)
+class FargateServiceArgs:
+    task: FargateTaskArgs
+    placement: Placement
+    desired_count: int
+    spot: bool = False
+    minimum_healthy_percent: int = 100
+    maximum_percent: int = 200
+    # Rebalancing starts a task in another AZ before stopping one: never for a singleton.
+    availability_zone_rebalancing: bool = True
+    # Application Auto Scaling owns the task count once the service exists.
+    autoscaled: bool = False
+    load_balancer: LoadBalancerTarget | None = None
+    # Makes `pulumi up` wait until the new tasks are healthy (or rolled back).
+    wait_for_steady_state: bool = False
+    depends_on: Sequence[pulumi.Resource] = ()
+
+
+def service_name(name_prefix: str, name: str) -> str:
+    """The physical ECS service name: known before deployment, so the queue-metrics publisher's
+    configuration can name the worker services it measures."""
+    return f"{name_prefix}-{name}"
+
+
+class FargateService(pulumi.ComponentResource):
+    service_name: pulumi.Output[str]
+    task: FargateTask
+
+    def __init__(
+        self, name: str, args: FargateServiceArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("djcelery:index:FargateService", name, None, opts)
+        self.task = FargateTask(name, args.task, pulumi.ResourceOptions(parent=self))
+        placement, target = args.placement, args.load_balancer
+        service = aws.ecs.Service(
+            f"{name}-service",
+            name=service_name(args.task.runtime.name_prefix, name),
+            cluster=placement.cluster_arn,
+            task_definition=self.task.task_definition_arn,
+            desired_count=args.desired_count,
+            capacity_provider_strategies=[
+                aws.ecs.ServiceCapacityProviderStrategyArgs(
+                    capacity_provider=FARGATE_SPOT if args.spot else FARGATE, weight=1
+                )
+            ],
+            platform_version="LATEST",
+            # Needed to change the capacity provider (Spot on or off); a new deployment on every
+            # service update is what an update means here anyway.
+            force_new_deployment=True,
+            network_configuration=aws.ecs.ServiceNetworkConfigurationArgs(
+                subnets=list(placement.subnet_ids),
+                security_groups=list(placement.security_group_ids),
+                assign_public_ip=placement.assign_public_ip,
+            ),
+            deployment_circuit_breaker=aws.ecs.ServiceDeploymentCircuitBreakerArgs(
+                enable=True, rollback=True
+            ),
+            deployment_minimum_healthy_percent=args.minimum_healthy_percent,
+            deployment_maximum_percent=args.maximum_percent,
+            availability_zone_rebalancing="ENABLED" if args.availability_zone_rebalancing else "DISABLED",
+            enable_execute_command=True,
+            enable_ecs_managed_tags=True,
+            propagate_tags="SERVICE",
+            load_balancers=[
+                aws.ecs.ServiceLoadBalancerArgs(
+                    target_group_arn=target.target_group_arn,
+                    container_name=target.container_name,
+                    container_port=target.container_port,
+                )
+            ]
+            if target
+            else None,
+            health_check_grace_period_seconds=target.health_check_grace_period_seconds if target else None,
+            wait_for_steady_state=args.wait_for_steady_state,
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                # Its own task's roles and policies too: the task definition names only the roles.
+                depends_on=[*args.depends_on, self.task],
+                ignore_changes=["desired_count"] if args.autoscaled else None,
+                # A fixed name cannot exist twice, so a replacement deletes the old service first.
+                delete_before_replace=True,
+            ),
+        )
+        self.service_name = service.name
+        self.register_outputs({"service_name": self.service_name})

@@ -1,0 +1,105 @@
+"""The services of the app's roles, as FargateService arguments built from the stack config.
+
+Each role runs the same image with its own command (containers.py); what differs between them is
+here: how many tasks, on which capacity, how a deployment replaces them, and what they wait for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import pulumi
+
+from infra.app_contract import CONTAINER_PORT, Role
+from infra.autoscaling.publisher import QueueMetricsPublisher
+from infra.config.stack import StackConfig
+from infra.services import containers
+from infra.services.config import WorkerPool
+from infra.services.fargate import (
+    FargateServiceArgs,
+    FargateTaskArgs,
+    LoadBalancerTarget,
+    Placement,
+    TaskRuntime,
+)
+
+WEB_HEALTH_CHECK_GRACE_SECONDS = 60
+
+
+def worker_service_key(pool: WorkerPool) -> str:
+    """The logical name of a pool's service, also the end of its physical name."""
+    return f"worker-{pool.name}"
+
+
+def web_service(
+    config: StackConfig,
+    runtime: TaskRuntime,
+    placement: Placement,
+    target_group_arn: pulumi.Input[str],
+    depends_on: Sequence[pulumi.Resource],
+) -> FargateServiceArgs:
+    """gunicorn behind the ALB; `pulumi up` waits until the new tasks are healthy (or rolled back)."""
+    return FargateServiceArgs(
+        task=FargateTaskArgs(config.web.size, [containers.web_container(config)], runtime),
+        placement=placement,
+        desired_count=config.web.desired_count,
+        spot=config.web.spot,
+        load_balancer=LoadBalancerTarget(
+            target_group_arn=target_group_arn,
+            container_name=Role.WEB.value,
+            container_port=CONTAINER_PORT,
+            health_check_grace_period_seconds=WEB_HEALTH_CHECK_GRACE_SECONDS,
+        ),
+        wait_for_steady_state=True,
+        depends_on=depends_on,
+    )
+
+
+def worker_service(
+    config: StackConfig,
+    pool: WorkerPool,
+    runtime: TaskRuntime,
+    placement: Placement,
+    depends_on: Sequence[pulumi.Resource],
+) -> FargateServiceArgs:
+    """One pool's workers; Application Auto Scaling owns the task count once the service exists."""
+    return FargateServiceArgs(
+        task=FargateTaskArgs(
+            pool.size, [containers.worker_container(pool, config.workers.stop_timeout_seconds)], runtime
+        ),
+        placement=placement,
+        desired_count=pool.min_count,
+        spot=pool.spot,
+        autoscaled=True,
+        depends_on=depends_on,
+    )
+
+
+def scheduler_service(
+    config: StackConfig,
+    publisher: QueueMetricsPublisher,
+    publisher_policy: Mapping[str, pulumi.Input[str]],
+    runtime: TaskRuntime,
+    placement: Placement,
+    depends_on: Sequence[pulumi.Resource],
+) -> FargateServiceArgs:
+    """Celery Beat with the queue-metrics publisher as a non-essential sidecar (a metrics failure
+    never stops the scheduler); without Beat, the publisher alone in a one-task service.
+
+    Exactly one Beat: the old task stops before the new one starts, and no AZ rebalancing adds one.
+    """
+    beat = config.beat.enabled
+    if beat:
+        specs = [containers.beat_container(), containers.queue_metrics_container(publisher, essential=False)]
+    else:
+        specs = [containers.queue_metrics_container(publisher, essential=True)]
+    return FargateServiceArgs(
+        task=FargateTaskArgs(config.beat.size, specs, runtime, task_role_policies=publisher_policy),
+        placement=placement,
+        desired_count=1,
+        spot=beat and config.beat.spot,
+        minimum_healthy_percent=0 if beat else 100,
+        maximum_percent=100 if beat else 200,
+        availability_zone_rebalancing=not beat,
+        depends_on=depends_on,
+    )

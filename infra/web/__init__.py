@@ -1,0 +1,1 @@
+"""The web edge: the Application Load Balancer in front of the gunicorn tasks."""

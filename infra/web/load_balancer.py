@@ -1,0 +1,207 @@
+"""The public entry point: an ALB in the public subnets forwarding to the web tasks.
+
+The target group checks `/healthz`. With a certificate, HTTPS uses a TLS 1.3 policy and plain HTTP
+answers with a redirect to HTTPS; without one, HTTP forwards to the app. Access logs, when on, go
+to a private, encrypted bucket that expires them after the stack's log retention.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+
+from infra import iam
+from infra.app_contract import CONTAINER_PORT, LIVENESS_PATH
+from infra.web.config import WebConfig
+
+# TLS 1.3 only: one of the policies Security Hub ELB.17 accepts.
+TLS_POLICY = "ELBSecurityPolicy-TLS13-1-3-2021-06"
+# Deploys stop old tasks faster than the 300 s default; requests are short (long work goes to Celery).
+DEREGISTRATION_DELAY_SECONDS = 30
+
+
+@dataclass(frozen=True)
+class WebLoadBalancerArgs:
+    config: WebConfig
+    vpc_id: pulumi.Input[str]
+    subnet_ids: Sequence[pulumi.Input[str]]
+    security_group_id: pulumi.Input[str]
+    log_retention_days: int  # of the access logs, when they are on
+    force_destroy: bool  # `pulumi destroy` empties the access log bucket
+
+
+def access_log_bucket_policy(bucket_arn: str, elb_account_arn: str) -> str:
+    """ALB log delivery may write objects: regions older than 2022 deliver as a regional ELB account,
+    newer ones as the log delivery service."""
+    objects = f"{bucket_arn}/AWSLogs/*"
+    return json.dumps(
+        iam.document(
+            iam.statement(
+                "ElbAccountWritesLogs", "s3:PutObject", objects, principal={"AWS": elb_account_arn}
+            ),
+            iam.statement(
+                "LogDeliveryWritesLogs",
+                "s3:PutObject",
+                objects,
+                principal={"Service": "logdelivery.elasticloadbalancing.amazonaws.com"},
+            ),
+            iam.statement(
+                "TlsOnly",
+                "s3:*",
+                [bucket_arn, f"{bucket_arn}/*"],
+                effect="Deny",
+                principal="*",
+                condition={"Bool": {"aws:SecureTransport": "false"}},
+            ),
+        )
+    )
+
+
+class WebLoadBalancer(pulumi.ComponentResource):
+    dns_name: pulumi.Output[str]
+    target_group_arn: pulumi.Output[str]
+    # The CloudWatch dimension values of the ALB and its target group (AWS/ApplicationELB).
+    arn_suffix: pulumi.Output[str]
+    target_group_arn_suffix: pulumi.Output[str]
+    listeners: list[aws.lb.Listener]  # services attached to the target group wait for these
+
+    def __init__(
+        self, name: str, args: WebLoadBalancerArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("djcelery:index:WebLoadBalancer", name, None, opts)
+        self._name = name
+        child = pulumi.ResourceOptions(parent=self)
+        config = args.config
+        access_logs, log_policy = self._access_logs(name, args) if config.alb_access_logs else (None, None)
+        load_balancer = aws.lb.LoadBalancer(
+            f"{name}-alb",
+            load_balancer_type="application",
+            internal=False,
+            subnets=list(args.subnet_ids),
+            security_groups=[args.security_group_id],
+            drop_invalid_header_fields=True,
+            enable_deletion_protection=config.alb_deletion_protection,
+            idle_timeout=config.alb_idle_timeout_seconds,
+            access_logs=access_logs,
+            # The ALB checks at creation that it may write to the bucket.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[log_policy] if log_policy else None),
+        )
+        target_group = aws.lb.TargetGroup(
+            f"{name}-targets",
+            target_type="ip",
+            port=CONTAINER_PORT,
+            protocol="HTTP",
+            vpc_id=args.vpc_id,
+            deregistration_delay=DEREGISTRATION_DELAY_SECONDS,
+            health_check=aws.lb.TargetGroupHealthCheckArgs(
+                path=LIVENESS_PATH,
+                protocol="HTTP",
+                matcher="200",
+                interval=15,
+                timeout=5,
+                healthy_threshold=2,
+                unhealthy_threshold=3,
+            ),
+            opts=child,
+        )
+        self.listeners = self._listeners(load_balancer, target_group, config)
+        self.dns_name = load_balancer.dns_name
+        self.target_group_arn = target_group.arn
+        self.arn_suffix = load_balancer.arn_suffix
+        self.target_group_arn_suffix = target_group.arn_suffix
+        self.register_outputs({"dns_name": self.dns_name, "target_group_arn": self.target_group_arn})
+
+    def _listeners(
+        self, load_balancer: aws.lb.LoadBalancer, target_group: aws.lb.TargetGroup, config: WebConfig
+    ) -> list[aws.lb.Listener]:
+        """Port 80, and 443 with a certificate; with a certificate, port 80 only redirects to HTTPS
+        (ELB.1), without one it serves the app."""
+        name, child = self._name, pulumi.ResourceOptions(parent=self)
+        forward = aws.lb.ListenerDefaultActionArgs(type="forward", target_group_arn=target_group.arn)
+        redirect = aws.lb.ListenerDefaultActionArgs(
+            type="redirect",
+            redirect=aws.lb.ListenerDefaultActionRedirectArgs(
+                protocol="HTTPS", port="443", status_code="HTTP_301"
+            ),
+        )
+        listeners = [
+            aws.lb.Listener(
+                f"{name}-http",
+                load_balancer_arn=load_balancer.arn,
+                port=80,
+                protocol="HTTP",
+                default_actions=[redirect if config.https else forward],
+                opts=child,
+            )
+        ]
+        if config.https:
+            listeners.append(
+                aws.lb.Listener(
+                    f"{name}-https",
+                    load_balancer_arn=load_balancer.arn,
+                    port=443,
+                    protocol="HTTPS",
+                    ssl_policy=TLS_POLICY,
+                    certificate_arn=config.certificate_arn,
+                    default_actions=[forward],
+                    opts=child,
+                )
+            )
+        return listeners
+
+    def _access_logs(
+        self, name: str, args: WebLoadBalancerArgs
+    ) -> tuple[aws.lb.LoadBalancerAccessLogsArgs, aws.s3.BucketPolicy]:
+        child = pulumi.ResourceOptions(parent=self)
+        bucket = aws.s3.Bucket(f"{name}-access-logs", force_destroy=args.force_destroy, opts=child)
+        aws.s3.BucketPublicAccessBlock(
+            f"{name}-access-logs",
+            bucket=bucket.id,
+            block_public_acls=True,
+            block_public_policy=True,
+            ignore_public_acls=True,
+            restrict_public_buckets=True,
+            opts=child,
+        )
+        # ALB access logs support only S3-managed keys.
+        aws.s3.BucketServerSideEncryptionConfiguration(
+            f"{name}-access-logs",
+            bucket=bucket.id,
+            rules=[
+                aws.s3.BucketServerSideEncryptionConfigurationRuleArgs(
+                    apply_server_side_encryption_by_default=aws.s3.BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgs(
+                        sse_algorithm="AES256"
+                    )
+                )
+            ],
+            opts=child,
+        )
+        aws.s3.BucketLifecycleConfiguration(
+            f"{name}-access-logs",
+            bucket=bucket.id,
+            rules=[
+                aws.s3.BucketLifecycleConfigurationRuleArgs(
+                    id="expire-access-logs",
+                    status="Enabled",
+                    filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=""),
+                    expiration=aws.s3.BucketLifecycleConfigurationRuleExpirationArgs(
+                        days=args.log_retention_days
+                    ),
+                )
+            ],
+            opts=child,
+        )
+        elb_account = aws.elb.get_service_account_output(opts=pulumi.InvokeOutputOptions(parent=self))
+        policy = aws.s3.BucketPolicy(
+            f"{name}-access-logs",
+            bucket=bucket.id,
+            policy=pulumi.Output.all(bucket.arn, elb_account.arn).apply(
+                lambda values: access_log_bucket_policy(*values)
+            ),
+            opts=child,
+        )
+        return aws.lb.LoadBalancerAccessLogsArgs(bucket=bucket.id, enabled=True), policy

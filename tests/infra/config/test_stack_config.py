@@ -1,0 +1,236 @@
+"""Stack config: every stack file is valid, and every bad value is refused up front with a clear message."""
+
+import pytest
+import yaml
+
+from infra.config.reader import ConfigReader, StackConfigError
+from infra.config.stack import PROJECT_FILE, SECRET_KEYS, StackConfig, declared_config_keys, validate
+from testkit.program import ProgramFailed, bare_config, run_program
+
+PROJECT = "djcelery"
+
+
+def raw_config(stack: str = "pr-123", **overrides: object) -> dict[str, str]:
+    return bare_config(stack, overrides)
+
+
+def problems_for(**overrides: object) -> dict[str, str]:
+    with pytest.raises(StackConfigError) as failure:
+        validate(raw_config(**overrides))
+    return {problem.key: str(problem) for problem in failure.value.problems}
+
+
+def default_pool(**changes: object) -> dict[str, object]:
+    pool = yaml.safe_load(PROJECT_FILE.read_text())["config"]["workerPools"]["default"][0]
+    return {**pool, **changes}
+
+
+def test_every_declared_key_has_a_type_description_and_default() -> None:
+    project = yaml.safe_load(PROJECT_FILE.read_text())
+    assert project["name"] == PROJECT
+    assert "main" not in project, "the program runs from the project root (see __main__.py)"
+    assert project["runtime"] == {"name": "python", "options": {"toolchain": "pip", "virtualenv": ".venv"}}
+    for key in declared_config_keys():
+        spec = project["config"][key]
+        assert spec.get("description"), f"Pulumi.yaml config {key} has no description"
+        assert "default" in spec, f"Pulumi.yaml config {key} has no default, so a new stack cannot deploy"
+        # Pulumi.yaml types cannot describe a list of objects, so workerPools alone is untyped.
+        if key != "workerPools":
+            assert spec.get("type") in {"string", "integer", "boolean"}, f"{key} has no supported type"
+
+
+def test_every_key_is_documented_for_users() -> None:
+    reference = (PROJECT_FILE.parent / "README.md").read_text()
+    undocumented = [key for key in declared_config_keys() if f"| `{key}` |" not in reference]
+    assert undocumented == [], f"README.md has no configuration reference row for {undocumented}"
+
+
+@pytest.mark.parametrize("stack", ["pr-123", "dev", "prod"])
+def test_each_stack_file_is_a_valid_config(stack: str) -> None:
+    assert isinstance(validate(raw_config(stack)), StackConfig)
+
+
+def test_program_reads_every_declared_key() -> None:
+    """A key declared in Pulumi.yaml that the program ignores would silently do nothing."""
+    read = ConfigReader(raw_config(), SECRET_KEYS)
+    StackConfig.read(read, None)
+    assert read.problems == []
+    assert read.read_keys == set(declared_config_keys()), (
+        f"declared but never read: {set(declared_config_keys()) - read.read_keys}; "
+        f"read but not declared: {read.read_keys - set(declared_config_keys())}"
+    )
+    assert validate(raw_config()).broker.parameter_group_family == "redis7"
+
+
+def test_stack_specific_values_override_defaults() -> None:
+    dev, prod = validate(raw_config("dev")), validate(raw_config("prod"))
+    assert (dev.network.nat_mode, prod.network.nat_mode) == ("none", "per_az")
+    assert dev.workers.pools[0].spot and dev.workers.pools[0].min_count == 0
+    assert all(not pool.spot and pool.min_count >= 1 for pool in prod.workers.pools)
+    assert prod.database.multi_az and prod.database.deletion_protection and prod.broker.replicas == 1
+    assert prod.database.backup_retention_days >= 7
+
+
+@pytest.mark.parametrize(
+    ("overrides", "key", "message"),
+    [
+        (
+            {"workerPools": [default_pool(minCount=3, maxCount=2)]},
+            "workerPools[0].minCount",
+            "got 3; allowed: at most maxCount (2)",
+        ),
+        (
+            {"webCpu": 256, "webMemory": 4096},
+            "webCpu/webMemory",
+            "got [256, 4096]; allowed: a Fargate task size",
+        ),
+        (
+            {"workerPools": [default_pool(cpu=512, memory=512)]},
+            "workerPools[0].cpu/memory",
+            "got [512, 512]; allowed: a Fargate task size",
+        ),
+        ({"redisEngine": "memcached"}, "redisEngine", 'got "memcached"; allowed: redis, valkey'),
+        (
+            {"dbEngineVersion": "postgres-16"},
+            "dbEngineVersion",
+            'got "postgres-16"; allowed: MAJOR or MAJOR.MINOR',
+        ),
+        (
+            {"dbEngineVersion": "9.6"},
+            "dbEngineVersion",
+            'got "9.6"; allowed: major version 13, 14, 15, 16, 17',
+        ),
+        ({"redisEngineVersion": "7"}, "redisEngineVersion", 'got "7"; allowed: MAJOR.MINOR'),
+        (
+            {"redisEngine": "valkey", "redisEngineVersion": "6.2"},
+            "redisEngineVersion",
+            "allowed: for valkey, major version 7 or 8",
+        ),
+        ({"logRetentionDays": -1}, "logRetentionDays", 'got "-1"; allowed: 1, 3, 5, 7, 14'),
+        (
+            {"dbBackupRetentionDays": -7},
+            "dbBackupRetentionDays",
+            'got "-7"; allowed: an integer from 1 to 35',
+        ),
+        ({"natMode": "dual"}, "natMode", 'got "dual"; allowed: none, single, per_az'),
+        (
+            {"workerPools": [default_pool(taskSeconds=0)]},
+            "workerPools[0].taskSeconds",
+            "got 0; allowed: a positive number of seconds",
+        ),
+        (
+            {"workerPools": [default_pool(concurrency=1, targetLatencySeconds=1, taskSeconds=30)]},
+            "workerPools[0]",
+            "could not hold even one message",
+        ),
+        (
+            {"redisClusterMode": True},
+            "redisClusterMode",
+            'got "true"; allowed: false (Celery\'s Redis transport',
+        ),
+        (
+            {"redisServerless": True},
+            "redisServerless",
+            "allowed: false (ElastiCache Serverless is a Redis Cluster",
+        ),
+        (
+            {"ephemeral": True, "dbDeletionProtection": True},
+            "dbDeletionProtection",
+            "allowed: false in an ephemeral stack",
+        ),
+        (
+            {"ephemeral": True, "albDeletionProtection": True},
+            "albDeletionProtection",
+            "allowed: false in an ephemeral stack",
+        ),
+        ({"workerStopTimeoutSeconds": 300}, "workerStopTimeoutSeconds", "allowed: an integer from 2 to 120"),
+        (
+            {"taskSoftTimeLimitSeconds": 300},
+            "taskSoftTimeLimitSeconds",
+            "less than taskTimeLimitSeconds (300)",
+        ),
+        (
+            {"visibilityTimeoutSeconds": 200},
+            "visibilityTimeoutSeconds",
+            "more than taskTimeLimitSeconds (300)",
+        ),
+        ({"albIdleTimeoutSeconds": 30}, "albIdleTimeoutSeconds", "more than gunicornTimeoutSeconds (30)"),
+        ({"webCpu": "lots"}, "webCpu", 'got "lots"; allowed: an integer from 256 to 16384'),
+        ({"beatEnabled": "yes"}, "beatEnabled", 'got "yes"; allowed: true or false'),
+        ({"workerPools": []}, "workerPools", "allowed: a non-empty list"),
+        (
+            {"workerPools": [default_pool(), default_pool()]},
+            "workerPools",
+            "unique pool names (repeated: default)",
+        ),
+        ({"workerPools": [default_pool(queues=[])]}, "workerPools[0].queues", "a non-empty list of distinct"),
+        ({"workerPools": [{"name": "x"}]}, "workerPools[0]", "an object with exactly the fields"),
+        ({"certificateArn": "my-cert"}, "certificateArn", "empty, or an ACM certificate ARN"),
+        ({"domainName": "app.example.com"}, "domainName", "empty unless certificateArn is set"),
+        ({"imagePlatform": "linux/s390x"}, "imagePlatform", "linux/amd64, linux/arm64"),
+        ({"workerPool": "[]"}, "workerPool", "no such key; did you mean workerPools? known keys:"),
+        ({"webDesiredCont": 2}, "webDesiredCont", "no such key; did you mean webDesiredCount?"),
+        (
+            {
+                "workerPools": [
+                    default_pool(queues=["default"]),
+                    default_pool(name="mail", queues=["default"]),
+                ]
+            },
+            "workerPools",
+            "each queue in one pool only (in default and mail)",
+        ),
+    ],
+)
+def test_bad_value_is_refused_with_key_value_and_allowed_values(
+    overrides: dict, key: str, message: str
+) -> None:
+    problems = problems_for(**overrides)
+    assert key in problems, f"expected a problem for {key}, got {problems}"
+    assert message in problems[key], f"unclear message for {key}: {problems[key]!r}"
+    assert len(problems) == 1, f"one mistake must give one problem, got {problems}"
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    problems = problems_for(natMode="both", webCpu=300, redisClusterMode=True, logRetentionDays=-1)
+    assert set(problems) == {"natMode", "webCpu/webMemory", "redisClusterMode", "logRetentionDays"}
+
+
+def test_missing_key_is_reported() -> None:
+    raw = raw_config()
+    del raw["natMode"]
+    with pytest.raises(StackConfigError, match=r"natMode: got \(missing\); allowed: none, single, per_az"):
+        validate(raw)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "key"),
+    [
+        ({"workerPools": [default_pool(minCount=3, maxCount=2)]}, "workerPools[0].minCount"),
+        ({"webCpu": 256, "webMemory": 4096}, "webCpu/webMemory"),
+        ({"redisEngine": "memcached"}, "redisEngine"),
+        ({"dbEngineVersion": "postgres-16"}, "dbEngineVersion"),
+        ({"logRetentionDays": -1}, "logRetentionDays"),
+        ({"natMode": "dual"}, "natMode"),
+        ({"redisClusterMode": True}, "redisClusterMode"),
+        ({"redisServerless": True}, "redisServerless"),
+        ({"dbDeletionProtection": True}, "dbDeletionProtection"),
+        ({"imageDockerfile": "app/Dockerfile.missing"}, "imageDockerfile"),
+        # Set in a stack file but declared nowhere: a typo must not be silently ignored.
+        ({"webDesiredCont": 2}, "webDesiredCont"),
+    ],
+)
+def test_invalid_config_stops_the_program_before_any_resource(overrides: dict, key: str) -> None:
+    with pytest.raises(ProgramFailed) as failure:
+        run_program("pr-123", {"ephemeral": True, **overrides})
+    assert isinstance(failure.value.error, StackConfigError), failure.value
+    assert failure.value.error.keys == [key]
+    assert failure.value.resources == [], "a resource was declared before the config was validated"
+
+
+def test_a_bad_email_url_is_refused_without_showing_the_secret() -> None:
+    with pytest.raises(StackConfigError) as raised:
+        validate(raw_config(emailUrl="mailto:admin:hunter2@example.com"))
+    assert raised.value.keys == ["emailUrl"]
+    assert "hunter2" not in str(raised.value), "the error message must not print the secret"
+    assert "smtp+tls://" in str(raised.value), "the message names the allowed form"

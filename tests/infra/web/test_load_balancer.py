@@ -1,0 +1,113 @@
+"""The public load balancer: health checks, timeouts, HTTP and HTTPS."""
+
+import json
+
+import pytest
+
+from infra import app_contract
+from testkit.program import ProgramRun
+from tests.infra.conftest import CERTIFICATE_ARN
+from tests.infra.services.ecs_api import container_definitions
+
+LOAD_BALANCER = "aws:lb/loadBalancer:LoadBalancer"
+TARGET_GROUP = "aws:lb/targetGroup:TargetGroup"
+LISTENER = "aws:lb/listener:Listener"
+# Policies Security Hub ELB.17 accepts are TLS 1.3 ones; the AWS default (TLS13-1-2-2021-06) also allows 1.2.
+TLS13_POLICIES = {"ELBSecurityPolicy-TLS13-1-3-2021-06", "ELBSecurityPolicy-TLS13-1-2-Res-2021-06"}
+
+
+@pytest.mark.parametrize(
+    ("run_name", "protected"), [("dev_run", False), ("prod_run", True), ("ephemeral_run", False)]
+)
+def test_load_balancer_is_public_drops_invalid_headers_and_outlasts_gunicorn(
+    run_name: str, protected: bool, request
+) -> None:
+    run: ProgramRun = request.getfixturevalue(run_name)
+    inputs = run.one(LOAD_BALANCER).inputs
+    assert inputs["loadBalancerType"] == "application"
+    assert inputs["internal"] is False
+    assert inputs["dropInvalidHeaderFields"] is True
+    assert inputs["enableDeletionProtection"] is protected
+    public = {subnet.id for subnet in run.of_type("aws:ec2/subnet:Subnet") if "public" in subnet.name}
+    assert set(inputs["subnets"]) == public
+    [web] = container_definitions(run.one("aws:ecs/taskDefinition:TaskDefinition", "web-"))
+    gunicorn = {
+        variable["name"]: int(variable["value"])
+        for variable in web["environment"]
+        if variable["name"].startswith("GUNICORN_")
+    }
+    assert (
+        gunicorn[app_contract.GUNICORN_TIMEOUT]
+        < inputs["idleTimeout"]
+        < gunicorn[app_contract.GUNICORN_KEEPALIVE]
+    )
+    assert run.outputs["albDnsName"] == run.one(LOAD_BALANCER).state["dnsName"]
+
+
+def test_target_group_checks_healthz_on_the_task_ip(dev_run: ProgramRun) -> None:
+    inputs = dev_run.one(TARGET_GROUP).inputs
+    assert inputs["targetType"] == "ip"
+    assert inputs["port"] == app_contract.CONTAINER_PORT
+    assert inputs["healthCheck"]["path"] == app_contract.LIVENESS_PATH
+    assert inputs["healthCheck"]["matcher"] == "200", "a redirect is not healthy"
+
+
+def test_without_a_certificate_http_forwards_to_the_app(dev_run: ProgramRun) -> None:
+    [listener] = dev_run.of_type(LISTENER)
+    assert (listener.inputs["port"], listener.inputs["protocol"]) == (80, "HTTP")
+    assert listener.inputs["defaultActions"] == [
+        {"type": "forward", "targetGroupArn": dev_run.one(TARGET_GROUP).state["arn"]}
+    ]
+    assert dev_run.outputs["webUrl"] == f"http://{dev_run.outputs['albDnsName']}"
+
+
+def test_with_a_certificate_https_uses_tls13_and_http_redirects(custom_run: ProgramRun) -> None:
+    https = custom_run.one(LISTENER, "https").inputs
+    assert (https["port"], https["protocol"]) == (443, "HTTPS")
+    assert https["certificateArn"] == CERTIFICATE_ARN
+    assert https["sslPolicy"] in TLS13_POLICIES
+    assert https["defaultActions"][0]["type"] == "forward"
+    [http] = [listener.inputs for listener in custom_run.of_type(LISTENER) if listener.inputs["port"] == 80]
+    assert http["defaultActions"] == [
+        {"type": "redirect", "redirect": {"protocol": "HTTPS", "port": "443", "statusCode": "HTTP_301"}}
+    ]
+    assert custom_run.outputs["webUrl"] == "https://app.example.com"
+
+
+@pytest.mark.parametrize(
+    ("run_name", "retention", "force_destroy"), [("prod_run", 365, False), ("custom_run", 7, True)]
+)
+def test_access_logs_go_to_a_private_encrypted_expiring_bucket(
+    run_name: str, retention: int, force_destroy: bool, request
+) -> None:
+    run: ProgramRun = request.getfixturevalue(run_name)
+    bucket = run.one("aws:s3/bucket:Bucket")
+    assert bucket.inputs["forceDestroy"] is force_destroy
+    assert run.one(LOAD_BALANCER).inputs["accessLogs"] == {"bucket": bucket.id, "enabled": True}
+    public_access = run.one("aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock").inputs
+    assert all(
+        public_access[key] is True
+        for key in ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets")
+    )
+    [encryption] = run.one(
+        "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration"
+    ).inputs["rules"]
+    assert encryption["applyServerSideEncryptionByDefault"] == {"sseAlgorithm": "AES256"}
+    [lifecycle] = run.one("aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration").inputs["rules"]
+    assert (lifecycle["status"], lifecycle["expiration"]["days"]) == ("Enabled", retention)
+    policy = run.one("aws:s3/bucketPolicy:BucketPolicy")
+    writers = [
+        statement["Principal"]
+        for statement in json.loads(policy.inputs["policy"])["Statement"]
+        if statement["Action"] == "s3:PutObject"
+    ]
+    assert writers == [
+        {"AWS": "arn:aws:iam::127311923021:root"},
+        {"Service": "logdelivery.elasticloadbalancing.amazonaws.com"},
+    ]
+    assert policy.urn in run.one(LOAD_BALANCER).dependencies, "the ALB checks its log bucket at creation"
+
+
+def test_access_logs_are_off_by_default(dev_run: ProgramRun) -> None:
+    assert "accessLogs" not in dev_run.one(LOAD_BALANCER).inputs
+    assert dev_run.of_type("aws:s3/bucket:Bucket") == []
