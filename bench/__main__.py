@@ -1,11 +1,11 @@
 """Every benchmark, in order: `python -m bench [--smoke]` from the repository root.
 
-The two models take a second each; the pipeline takes a few minutes (`--smoke`: seconds).
+The three models take seconds; the pipeline takes a few minutes (`--smoke`: seconds).
 """
 
 import argparse
 
-from bench import cost, pipeline, scaling
+from bench import cost, pipeline, scaling, timeline
 
 
 def main() -> None:
@@ -15,6 +15,8 @@ def main() -> None:
     cost.main([])
     print()
     scaling.main([])
+    print()
+    timeline.main([])
     print()
     pipeline.main(["--smoke"] if args.smoke else [])
 

@@ -19,9 +19,10 @@ from infra.data.broker import Broker, BrokerArgs
 from infra.data.database import Database, DatabaseArgs
 from infra.data.secrets import AppSecrets, AppSecretsArgs
 from infra.image.image import AppImage, AppImageArgs
+from infra.naming import StackNames
 from infra.network.network import Network, NetworkArgs
 from infra.observability.observability import Observability, ObservabilityArgs
-from infra.release.release import Release, ReleaseArgs
+from infra.release.release import Release, ReleaseArgs, RolloutCheck, RolloutCheckArgs
 from infra.services import containers, roles
 from infra.services.cluster import Cluster, ClusterArgs
 from infra.services.fargate import (
@@ -30,19 +31,16 @@ from infra.services.fargate import (
     FargateTaskArgs,
     Placement,
     TaskRuntime,
-    service_name,
 )
-from infra.tags import standard_tags
 from infra.web.load_balancer import WebLoadBalancer, WebLoadBalancerArgs
 from queuemetrics import schema
 
+WEB_ROLLOUT_TIMEOUT_SECONDS = 10 * 60
+
 config = load_stack_config()
-project, stack = pulumi.get_project(), pulumi.get_stack()
-name_prefix = f"{project}-{stack}"  # physical names: cluster, services, task families, log groups
+names = StackNames(pulumi.get_project(), pulumi.get_stack())
 provider = aws.Provider(
-    "aws",
-    region=aws.config.region,
-    default_tags=aws.ProviderDefaultTagsArgs(tags=standard_tags(project, stack)),
+    "aws", region=aws.config.region, default_tags=aws.ProviderDefaultTagsArgs(tags=names.tags)
 )
 aws_only = pulumi.ResourceOptions(providers={"aws": provider})
 invoke = pulumi.InvokeOutputOptions(provider=provider)
@@ -54,20 +52,35 @@ network = Network("network", NetworkArgs(config.network, https=config.web.https)
 database = Database(
     "database",
     DatabaseArgs(
-        config.database, config.ephemeral, network.private_subnet_ids, network.database_security_group_id
+        config.database,
+        names.database,
+        network.private_subnet_ids,
+        network.database_security_group_id,
+        config.logs.retention_days,
+        ephemeral=config.ephemeral,
+        protect=config.protect_resources,
     ),
     aws_only,
 )
 broker = Broker(
-    "broker", BrokerArgs(config.broker, network.private_subnet_ids, network.redis_security_group_id), aws_only
+    "broker",
+    BrokerArgs(
+        config.broker,
+        network.private_subnet_ids,
+        network.redis_security_group_id,
+        protect=config.protect_resources,
+    ),
+    aws_only,
 )
 secrets = AppSecrets(
     "secrets", AppSecretsArgs(database.url, broker.url, config.app.email_url, config.ephemeral), aws_only
 )
-image = AppImage("image", AppImageArgs(config.image, PROJECT_ROOT, force_delete=config.ephemeral), aws_only)
+image = AppImage(
+    "image", AppImageArgs(config.image, PROJECT_ROOT, protect=config.protect_resources), aws_only
+)
 
 # --- Cluster and load balancer ----------------------------------------------------------------------
-cluster = Cluster("cluster", ClusterArgs(name_prefix, config.logs.container_insights), aws_only)
+cluster = Cluster("cluster", ClusterArgs(names.prefix, config.logs.container_insights), aws_only)
 load_balancer = WebLoadBalancer(
     "web-lb",
     WebLoadBalancerArgs(
@@ -76,7 +89,7 @@ load_balancer = WebLoadBalancer(
         network.public_subnet_ids,
         network.alb_security_group_id,
         config.logs.retention_days,
-        force_destroy=config.ephemeral,
+        protect=config.protect_resources,
     ),
     aws_only,
 )
@@ -100,7 +113,7 @@ runtime = TaskRuntime(
     secret_arns=list(secrets.arns.values()),
     repository_arn=image.repository_arn,
     account_id=account_id,
-    name_prefix=name_prefix,
+    names=names,
     log_retention_days=config.logs.retention_days,
     cpu_architecture=config.image.cpu_architecture,
     keep_previous_revisions=not config.ephemeral,
@@ -145,6 +158,14 @@ web = FargateService(
     ),
     aws_only,
 )
+# `pulumi up` fails if ECS's circuit breaker rolled the web deployment back.
+RolloutCheck(
+    "web-rollout",
+    RolloutCheckArgs(
+        cluster.arn, web.service_name, web.task.task_definition_arn, region, WEB_ROLLOUT_TIMEOUT_SECONDS, web
+    ),
+    aws_only,
+)
 workers = {
     pool.name: FargateService(
         roles.worker_service_key(pool),
@@ -153,16 +174,16 @@ workers = {
     )
     for pool in config.workers.pools
 }
-metric_namespace = schema.metric_namespace(project, stack)
+metric_namespace = schema.metric_namespace(names.project, names.stack)
 publisher = queue_metrics_publisher(
     config.workers.pools,
-    {pool.name: service_name(name_prefix, roles.worker_service_key(pool)) for pool in config.workers.pools},
+    {pool.name: names.service(roles.worker_service_key(pool)) for pool in config.workers.pools},
     metric_namespace,
     config.scaling.queue_metrics_interval_seconds,
-    cluster_name=name_prefix,
+    cluster_name=names.prefix,
 )
 publisher_policy = pulumi.Output.all(region, account_id).apply(
-    lambda values: json.dumps(publisher_policy_document(metric_namespace, name_prefix, *values))
+    lambda values: json.dumps(publisher_policy_document(metric_namespace, names.prefix, *values))
 )
 scheduler_name = "beat" if config.beat.enabled else "queue-metrics"
 scheduler = FargateService(
@@ -182,7 +203,7 @@ services[scheduler_name] = scheduler
 observability = Observability(
     "observability",
     ObservabilityArgs(
-        dashboard_name=name_prefix,
+        dashboard_name=names.prefix,
         region=region,
         account_id=account_id,
         cluster_arn=cluster.arn,

@@ -33,11 +33,18 @@ PROJECT_FILE = PROJECT_ROOT / "Pulumi.yaml"
 # Values of these keys are never shown in an error message.
 SECRET_KEYS = frozenset({"emailUrl"})
 EPHEMERAL_REFUSES = "false in an ephemeral stack (`pulumi destroy` must always succeed)"
+PROTECT_FIRST = (
+    "AWS refuses the delete only after `pulumi destroy` has deleted everything around it; "
+    "`protect` stops the destroy at preview"
+)
 
 
 @dataclass(frozen=True)
 class StackConfig:
     ephemeral: bool  # a throw-away stack (e.g. per pull request): nothing may block its destroy
+    # Pulumi `protect` on what a destroy must never take by accident (database, broker, load
+    # balancer, image repository, log bucket): `pulumi destroy` stops at preview, deleting nothing.
+    protect_resources: bool
     network: NetworkConfig
     database: DatabaseConfig
     broker: BrokerConfig
@@ -56,6 +63,7 @@ class StackConfig:
     def read(cls, read: ConfigReader, project_root: Path | None) -> StackConfig:
         config = cls(
             ephemeral=read.boolean("ephemeral"),
+            protect_resources=read.boolean("protectResources"),
             network=NetworkConfig.read(read),
             database=DatabaseConfig.read(read),
             broker=BrokerConfig.read(read),
@@ -71,14 +79,23 @@ class StackConfig:
             alarms=AlarmsConfig.read(read),
         )
         config.scaling.check_pools(read, config.workers)
-        if config.ephemeral:
-            for key, protected in (
-                ("dbDeletionProtection", config.database.deletion_protection),
-                ("albDeletionProtection", config.web.alb_deletion_protection),
-            ):
-                if protected:
-                    read.report(key, True, EPHEMERAL_REFUSES)
+        config._check_teardown(read)
         return config
+
+    def _check_teardown(self, read: ConfigReader) -> None:
+        """Nothing may block an ephemeral stack's destroy; and AWS deletion protection only behind
+        Pulumi `protect`, because AWS checks it at the resource's own delete call, after the engine
+        has deleted everything that depends on it (services, secrets, broker, repository, logs)."""
+        if self.ephemeral and self.protect_resources:
+            read.report("protectResources", True, EPHEMERAL_REFUSES)
+        for key, protected in (
+            ("dbDeletionProtection", self.database.deletion_protection),
+            ("albDeletionProtection", self.web.alb_deletion_protection),
+        ):
+            if protected and self.ephemeral:
+                read.report(key, True, EPHEMERAL_REFUSES)
+            elif protected and read.valid("protectResources") and not self.protect_resources:
+                read.report(key, True, f"false unless protectResources is true ({PROTECT_FIRST})")
 
 
 def validate(raw: Mapping[str, object], project_root: Path | None = None) -> StackConfig:

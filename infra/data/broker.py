@@ -24,6 +24,7 @@ class BrokerArgs:
     config: BrokerConfig
     subnet_ids: Sequence[pulumi.Input[str]]
     security_group_id: pulumi.Input[str]
+    protect: bool  # Pulumi `protect` on the replication group (it holds the queued tasks)
 
 
 class Broker(pulumi.ComponentResource):
@@ -71,7 +72,7 @@ class Broker(pulumi.ComponentResource):
             auto_minor_version_upgrade=True,
             snapshot_retention_limit=config.snapshot_retention_days,
             apply_immediately=True,
-            opts=child,
+            opts=pulumi.ResourceOptions(parent=self, protect=args.protect),
         )
         self.replication_group_id = group.id
         self.member_cluster_ids = group.member_clusters

@@ -18,29 +18,30 @@ import hashlib
 import os
 import re
 import stat
+from collections.abc import Callable
 from pathlib import Path
 
 TAG_LENGTH = 16
 DOCKERFILE_ENTRY = "Dockerfile"
-# Go's fs.FileMode.String(): type letters in this bit order, then the nine permission bits.
-_GO_MODE_LETTERS = (
+# Go's fs.FileMode.String() letters ("dalTLDpSugct?") that a Linux file can have, in Go's order.
+_GO_MODE_LETTERS: tuple[tuple[Callable[[int], bool], str], ...] = (
     (stat.S_ISDIR, "d"),
     (stat.S_ISLNK, "L"),
-    (stat.S_ISBLK, "D"),
+    (lambda mode: stat.S_ISBLK(mode) or stat.S_ISCHR(mode), "D"),
     (stat.S_ISFIFO, "p"),
     (stat.S_ISSOCK, "S"),
+    (lambda mode: bool(mode & stat.S_ISUID), "u"),
+    (lambda mode: bool(mode & stat.S_ISGID), "g"),
+    (stat.S_ISCHR, "c"),
+    (lambda mode: bool(mode & stat.S_ISVTX), "t"),
 )
-_GO_SPECIAL_BITS = ((stat.S_ISUID, "u"), (stat.S_ISGID, "g"), (stat.S_ISVTX, "t"))
 
 IgnoreRules = list[tuple[re.Pattern[str], bool]]
 
 
 def go_file_mode(mode: int) -> str:
-    """What Go prints for a file mode, e.g. `-rw-r--r--`, `Lrwxrwxrwx`, `-rwsr-xr-x` is `u-rwxr-xr-x`."""
+    """What Go prints for a file mode: `-rw-r--r--`, `Lrwxrwxrwx`, `urwxr-xr-x` (setuid)."""
     letters = "".join(letter for test, letter in _GO_MODE_LETTERS if test(mode))
-    if stat.S_ISCHR(mode):
-        letters += "Dc"
-    letters += "".join(letter for bit, letter in _GO_SPECIAL_BITS if mode & bit)
     permissions = "".join(
         symbol if mode & (1 << (8 - index)) else "-" for index, symbol in enumerate("rwxrwxrwx")
     )

@@ -25,7 +25,7 @@ from infra.image.config import ImageConfig
 class AppImageArgs:
     config: ImageConfig
     project_root: Path  # the build paths of `config` are relative to it
-    force_delete: bool  # `pulumi destroy` deletes the repository with its images
+    protect: bool  # Pulumi `protect` on the repository; unprotected, destroy deletes it with its images
 
 
 def lifecycle_policy(keep_images: int) -> str:
@@ -60,8 +60,8 @@ class AppImage(pulumi.ComponentResource):
             f"{name}-repository",
             image_tag_mutability="IMMUTABLE",
             image_scanning_configuration=aws.ecr.RepositoryImageScanningConfigurationArgs(scan_on_push=True),
-            force_delete=args.force_delete,
-            opts=child,
+            force_delete=not args.protect,
+            opts=pulumi.ResourceOptions(parent=self, protect=args.protect),
         )
         aws.ecr.LifecyclePolicy(
             f"{name}-lifecycle",

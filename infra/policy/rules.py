@@ -58,6 +58,7 @@ IAM_ROLE = "aws:iam/role:Role"
 IAM_ROLE_POLICY = "aws:iam/rolePolicy:RolePolicy"
 IAM_POLICY = "aws:iam/policy:Policy"
 LOG_GROUP = "aws:cloudwatch/logGroup:LogGroup"
+S3_BUCKET = "aws:s3/bucket:Bucket"
 
 LONG_RDS_BACKUP_DAYS = 7
 # ELB.17 accepts only these policies; the AWS default ELBSecurityPolicy-TLS13-1-2-2021-06 fails it.
@@ -569,18 +570,49 @@ def _validate_destroyable(args: ResourceValidationArgs, report: ReportViolation)
         report(message, None)
 
 
-_ephemeral_rule = Rule(
-    ResourceValidationPolicy(
-        name=EPHEMERAL_STACK_DESTROYABLE,
-        description="Ephemeral stacks have nothing that makes `pulumi destroy` fail",
-        validate=_validate_destroyable,
+PROD_STATEFUL_PROTECTED = "prod-stateful-protected"
+# What a prod `pulumi destroy` must never take by accident: data, the broker's queue, the public
+# address, the images that can be rolled back to, the access logs.
+STATEFUL_TYPES = frozenset({RDS_INSTANCE, REPLICATION_GROUP, LOAD_BALANCER, ECR_REPOSITORY, S3_BUCKET})
+
+
+def _validate_protected(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    if args.get_config().get("tier", "prod") != "prod":
+        return
+    if args.resource_type in STATEFUL_TYPES and not args.opts.protect:
+        report(
+            "the `protect` resource option must be on: AWS deletion protection is checked only after "
+            "`pulumi destroy` has deleted everything around it (set protectResources)",
+            None,
+        )
+
+
+def _tier_rule(
+    name: str, description: str, validate: Callable[[ResourceValidationArgs, ReportViolation], None]
+) -> Rule:
+    """A rule that acts on one tier only; the tier reaches it through the policy config."""
+    policy = ResourceValidationPolicy(
+        name=name,
+        description=description,
+        validate=validate,
         config_schema=PolicyConfigSchema(
             properties={"tier": {"type": "string", "enum": list(TIERS), "default": "prod"}},
         ),
-    ),
-    controls=(),
-    relaxable=False,
+    )
+    return Rule(policy, controls=(), relaxable=False)
+
+
+_ephemeral_rule = _tier_rule(
+    EPHEMERAL_STACK_DESTROYABLE,
+    "Ephemeral stacks have nothing that makes `pulumi destroy` fail",
+    _validate_destroyable,
 )
+_prod_protected_rule = _tier_rule(
+    PROD_STATEFUL_PROTECTED,
+    "In prod, stateful resources carry `protect`, so `pulumi destroy` stops at preview",
+    _validate_protected,
+)
+TIER_RULES = (EPHEMERAL_STACK_DESTROYABLE, PROD_STATEFUL_PROTECTED)
 
 
 RULES: tuple[Rule, ...] = (
@@ -787,6 +819,7 @@ RULES: tuple[Rule, ...] = (
         "log-group-retention", "Log groups expire their logs", ["CloudWatch.16"], [LOG_GROUP], _log_retention
     ),
     _ephemeral_rule,
+    _prod_protected_rule,
 )
 
 RELAXABLE_RULES = frozenset(rule.name for rule in RULES if rule.relaxable)
@@ -801,7 +834,8 @@ def enforcement_config(tier: Tier) -> dict[str, Any]:
     config: dict[str, Any] = {"all": EnforcementLevel.MANDATORY.value}
     if tier != "prod":
         config.update({name: EnforcementLevel.ADVISORY.value for name in sorted(RELAXABLE_RULES)})
-    config[EPHEMERAL_STACK_DESTROYABLE] = {"enforcementLevel": EnforcementLevel.MANDATORY.value, "tier": tier}
+    for name in TIER_RULES:
+        config[name] = {"enforcementLevel": EnforcementLevel.MANDATORY.value, "tier": tier}
     return config
 
 

@@ -1,6 +1,7 @@
-"""The release provider: runs the migrate task when the image or its task definition changes.
+"""The release providers: the migrate task when the image or its task definition changes, and the
+check that a service really rolled out its new task definition.
 
-Pulumi pickles an instance of `MigrationProvider` into the stack state (dill) and rebuilds it from
+Pulumi pickles an instance of each provider into the stack state (dill) and rebuilds it from
 there in the provider process it starts for every preview, up, destroy and refresh. The class and
 everything it holds are importable from the installed project, so the state stores references to
 them, never bytecode: a state written under one Python version can be read by another.
@@ -18,6 +19,7 @@ import boto3
 from botocore.config import Config
 from pulumi.dynamic import CreateResult, DiffResult, ResourceProvider, UpdateResult
 
+from infra.release.rollout import RolloutTarget, check_rollout
 from infra.release.runner import (
     DEFAULT_POLL_INTERVAL_SECONDS,
     Clock,
@@ -47,11 +49,15 @@ def aws_clients(region: str) -> AwsClients:
     return AwsClients(ecs=session.client("ecs", config=config), logs=session.client("logs", config=config))
 
 
-class MigrationProvider(ResourceProvider):
-    """Runs the migrate task; an instance of it is pickled into the stack state by Pulumi.
+class RunOnChangeProvider(ResourceProvider):
+    """A provider that runs something on create, and on update when one of `TRIGGERS` changed.
 
-    The defaults are module-level functions, pickled by reference; tests pass doubles.
+    Deleting the resource undoes nothing (a migration or a finished rollout cannot be unapplied),
+    so destroy never fails on it. The defaults are module-level functions, pickled by reference;
+    tests pass doubles.
     """
+
+    TRIGGERS: tuple[str, ...] = ()
 
     def __init__(
         self,
@@ -67,20 +73,28 @@ class MigrationProvider(ResourceProvider):
         self._poll_interval_seconds = poll_interval_seconds
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        # `olds` are the outputs of the last successful run, so they name the release now migrated.
-        return DiffResult(changes=any(olds.get(key) != news.get(key) for key in RELEASE_TRIGGERS))
+        # `olds` are the outputs of the last successful run, so they name what already ran.
+        return DiffResult(changes=any(olds.get(key) != news.get(key) for key in self.TRIGGERS))
 
     def create(self, props: dict[str, Any]) -> CreateResult:
-        return CreateResult(id_=uuid.uuid4().hex, outs=self._migrate(props))
+        return CreateResult(id_=uuid.uuid4().hex, outs=self._run(props))
 
     def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
-        return UpdateResult(outs=self._migrate(news))
+        return UpdateResult(outs=self._run(news))
 
     def delete(self, _id: str, _props: dict[str, Any]) -> None:
-        # A migration cannot be undone by deleting its record, and destroy must never fail.
         pass
 
-    def _migrate(self, props: dict[str, Any]) -> dict[str, Any]:
+    def _run(self, props: dict[str, Any]) -> dict[str, Any]:
+        raise NotImplementedError
+
+
+class MigrationProvider(RunOnChangeProvider):
+    """Runs the migrate task of a new image or migrate task definition."""
+
+    TRIGGERS = RELEASE_TRIGGERS
+
+    def _run(self, props: dict[str, Any]) -> dict[str, Any]:
         clients = self._clients(props["region"])
         result = run_migration(
             clients.ecs,
@@ -91,6 +105,28 @@ class MigrationProvider(ResourceProvider):
             clock=self._clock,
         )
         return release_outputs(props, result)
+
+
+class RolloutCheckProvider(RunOnChangeProvider):
+    """Fails the update unless the service's new task definition is what ECS runs (rollout.py)."""
+
+    TRIGGERS = ("service", "task_definition_arn")
+
+    def _run(self, props: dict[str, Any]) -> dict[str, Any]:
+        target = RolloutTarget(
+            cluster=props["cluster"],
+            service=props["service"],
+            task_definition_arn=props["task_definition_arn"],
+            timeout_seconds=float(props["timeout_seconds"]),
+        )
+        deployment = check_rollout(
+            self._clients(props["region"]).ecs,
+            target,
+            poll_interval_seconds=self._poll_interval_seconds,
+            sleep=self._sleep,
+            clock=self._clock,
+        )
+        return {**props, "deployment_id": deployment}
 
 
 def migration_task(props: dict[str, Any]) -> MigrationTask:

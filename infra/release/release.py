@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import pulumi
 
 from infra.app_contract import Role
-from infra.release.provider import MigrationProvider
+from infra.release.provider import MigrationProvider, RolloutCheckProvider
 
 DEFAULT_TIMEOUT_SECONDS = 15 * 60
 
@@ -90,3 +90,40 @@ class Release(pulumi.ComponentResource):
                 "task_definition_arn": self.task_definition_arn,
             }
         )
+
+
+@dataclass(frozen=True)
+class RolloutCheckArgs:
+    cluster: pulumi.Input[str]
+    service: pulumi.Input[str]  # the service's name
+    task_definition_arn: pulumi.Input[str]  # the revision the service update deploys
+    region: pulumi.Input[str]
+    timeout_seconds: int
+    service_resource: pulumi.Resource  # checked once its update is done
+
+
+class RolloutVerification(pulumi.dynamic.Resource):
+    deployment_id: pulumi.Output[str]
+
+    def __init__(self, name: str, args: RolloutCheckArgs, opts: pulumi.ResourceOptions) -> None:
+        props = {
+            "cluster": args.cluster,
+            "service": args.service,
+            "task_definition_arn": args.task_definition_arn,
+            "region": args.region,
+            "timeout_seconds": args.timeout_seconds,
+            "deployment_id": None,  # filled in by the provider
+        }
+        super().__init__(RolloutCheckProvider(), name, props, opts)
+
+
+class RolloutCheck(pulumi.ComponentResource):
+    """After each new task definition of a service: fail `pulumi up` if ECS rolled it back."""
+
+    def __init__(self, name: str, args: RolloutCheckArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("djcelery:index:RolloutCheck", name, None, opts)
+        verification = RolloutVerification(
+            f"{name}-verify", args, pulumi.ResourceOptions(parent=self, depends_on=[args.service_resource])
+        )
+        self.deployment_id = verification.deployment_id
+        self.register_outputs({"deployment_id": self.deployment_id})

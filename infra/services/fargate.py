@@ -16,6 +16,7 @@ import pulumi_aws as aws
 
 from infra import iam
 from infra.image.config import CpuArchitecture
+from infra.naming import StackNames
 from infra.services.cluster import FARGATE, FARGATE_SPOT
 from infra.services.containers import ContainerContext, ContainerSpec, container_definition, task_volumes
 from infra.services.task_sizes import TaskSize
@@ -29,7 +30,7 @@ class TaskRuntime:
     secret_arns: Sequence[pulumi.Input[str]]
     repository_arn: pulumi.Input[str]
     account_id: pulumi.Input[str]
-    name_prefix: str  # e.g. djcelery-dev: task definition families and log groups start with it
+    names: StackNames  # task definition families, log groups and services are named after the stack
     log_retention_days: int
     cpu_architecture: CpuArchitecture
     # A new task definition revision leaves the previous one registered, so ECS (circuit breaker)
@@ -54,7 +55,7 @@ class FargateTask(pulumi.ComponentResource):
     def __init__(self, name: str, args: FargateTaskArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("djcelery:index:FargateTask", name, None, opts)
         runtime = args.runtime
-        self.log_group_name = f"/ecs/{runtime.name_prefix}/{name}"
+        self.log_group_name = f"/ecs/{runtime.names.prefix}/{name}"
         log_group = aws.cloudwatch.LogGroup(
             f"{name}-logs",
             name=self.log_group_name,
@@ -69,7 +70,7 @@ class FargateTask(pulumi.ComponentResource):
         )
         task_definition = aws.ecs.TaskDefinition(
             f"{name}-task-definition",
-            family=f"{runtime.name_prefix}-{name}",
+            family=f"{runtime.names.prefix}-{name}",
             cpu=str(args.size.cpu),
             memory=str(args.size.memory),
             network_mode="awsvpc",
@@ -161,12 +162,6 @@ class FargateServiceArgs:
     depends_on: Sequence[pulumi.Resource] = ()
 
 
-def service_name(name_prefix: str, name: str) -> str:
-    """The physical ECS service name: known before deployment, so the queue-metrics publisher's
-    configuration can name the worker services it measures."""
-    return f"{name_prefix}-{name}"
-
-
 class FargateService(pulumi.ComponentResource):
     service_name: pulumi.Output[str]
     task: FargateTask
@@ -179,7 +174,7 @@ class FargateService(pulumi.ComponentResource):
         placement, target = args.placement, args.load_balancer
         service = aws.ecs.Service(
             f"{name}-service",
-            name=service_name(args.task.runtime.name_prefix, name),
+            name=args.task.runtime.names.service(name),
             cluster=placement.cluster_arn,
             task_definition=self.task.task_definition_arn,
             desired_count=args.desired_count,

@@ -31,7 +31,7 @@ class WebLoadBalancerArgs:
     subnet_ids: Sequence[pulumi.Input[str]]
     security_group_id: pulumi.Input[str]
     log_retention_days: int  # of the access logs, when they are on
-    force_destroy: bool  # `pulumi destroy` empties the access log bucket
+    protect: bool  # Pulumi `protect` on the ALB and its log bucket; unprotected, destroy empties the bucket
 
 
 def access_log_bucket_policy(bucket_arn: str, elb_account_arn: str) -> str:
@@ -88,7 +88,9 @@ class WebLoadBalancer(pulumi.ComponentResource):
             idle_timeout=config.alb_idle_timeout_seconds,
             access_logs=access_logs,
             # The ALB checks at creation that it may write to the bucket.
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[log_policy] if log_policy else None),
+            opts=pulumi.ResourceOptions(
+                parent=self, depends_on=[log_policy] if log_policy else None, protect=args.protect
+            ),
         )
         target_group = aws.lb.TargetGroup(
             f"{name}-targets",
@@ -157,7 +159,11 @@ class WebLoadBalancer(pulumi.ComponentResource):
         self, name: str, args: WebLoadBalancerArgs
     ) -> tuple[aws.lb.LoadBalancerAccessLogsArgs, aws.s3.BucketPolicy]:
         child = pulumi.ResourceOptions(parent=self)
-        bucket = aws.s3.Bucket(f"{name}-access-logs", force_destroy=args.force_destroy, opts=child)
+        bucket = aws.s3.Bucket(
+            f"{name}-access-logs",
+            force_destroy=not args.protect,
+            opts=pulumi.ResourceOptions(parent=self, protect=args.protect),
+        )
         aws.s3.BucketPublicAccessBlock(
             f"{name}-access-logs",
             bucket=bucket.id,

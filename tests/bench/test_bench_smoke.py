@@ -8,7 +8,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
-from bench import cost, pipeline, scaling
+from bench import cost, pipeline, scaling, timeline
 
 PRICED_EVERYWHERE = {
     "Load balancer",
@@ -73,3 +73,13 @@ def test_pipeline_smoke_measures_every_part(tmp_path: Path, smoke_database_url: 
         assert any(name.startswith(part) and ms > 0 for name, ms in profile["ms_per_task"].items()), profile
     assert profile["span_ms_per_task"]["SMTP conversation (send_messages)"] > 0, profile
     assert (tmp_path / "pipeline-smoke.json").exists()
+
+
+def test_timeline_names_what_sets_the_time_to_a_new_environment(tmp_path: Path) -> None:
+    results = timeline.main(["--results-dir", str(tmp_path), "--stack", "dev", "--stack", "prod"])
+    dev, prod = results["timelines"]
+    for stack in (dev, prod):
+        assert stack["set_by"][0] == "database-postgres", f"{stack['stack']}: the database comes first"
+        assert "release-migrate" in stack["set_by"] and "web-service" in stack["set_by"], stack["set_by"]
+        assert stack["chain"][-1]["done_at"] / 60 == pytest.approx(stack["minutes"], abs=0.1)
+    assert prod["minutes"] > dev["minutes"], "Multi-AZ makes prod's first deploy longer"

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from infra.ops.cli import DeployedStack
-from testkit.program import ProgramRun
+from testkit.program import ProgramFailed, ProgramRun, run_program
 
 EXPORTS = {
     "webUrl",
@@ -131,5 +131,14 @@ def test_every_resource_belongs_to_a_component(run_name: str, request) -> None:
         "web-lb",
         "migrate",
         "web",
+        "web-rollout",
     } <= set(top_level)
     assert all(resource.parent in components for resource in run.resources if resource.parent)
+
+
+@pytest.mark.parametrize("stack", ["Feature_X", "a" * 40])
+def test_a_stack_name_aws_cannot_use_is_refused_before_any_resource(stack: str) -> None:
+    with pytest.raises(ProgramFailed) as failure:
+        run_program(stack, {"ephemeral": True})
+    assert "cannot name AWS resources" in str(failure.value.error)
+    assert failure.value.resources == []

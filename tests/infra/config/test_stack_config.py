@@ -171,6 +171,21 @@ def test_stack_specific_values_override_defaults() -> None:
         ({"workerPool": "[]"}, "workerPool", "no such key; did you mean workerPools? known keys:"),
         ({"webDesiredCont": 2}, "webDesiredCont", "no such key; did you mean webDesiredCount?"),
         (
+            {"ephemeral": True, "protectResources": True},
+            "protectResources",
+            "allowed: false in an ephemeral stack",
+        ),
+        (
+            {"dbDeletionProtection": True},
+            "dbDeletionProtection",
+            "false unless protectResources is true (AWS refuses the delete only after",
+        ),
+        (
+            {"albDeletionProtection": True},
+            "albDeletionProtection",
+            "false unless protectResources is true",
+        ),
+        (
             {
                 "workerPools": [
                     default_pool(queues=["default"]),

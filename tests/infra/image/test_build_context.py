@@ -1,10 +1,11 @@
 """The image tag: the same build inputs give the same tag, any change gives a new one."""
 
+import shutil
 from pathlib import Path
 
 import pytest
 
-from infra.image.build_context import context_digest
+from infra.image.build_context import context_digest, context_files, go_file_mode
 
 
 @pytest.fixture
@@ -61,3 +62,51 @@ def test_missing_paths_are_named(tmp_path: Path, project: tuple[Path, Path]) -> 
         context_digest(tmp_path / "nowhere", dockerfile, "linux/amd64")
     with pytest.raises(ValueError, match="does not exist"):
         context_digest(context, tmp_path / "Dockerfile.missing", "linux/amd64")
+
+
+def test_a_mode_change_changes_the_tag_as_it_makes_the_provider_rebuild(project: tuple[Path, Path]) -> None:
+    """pulumi-docker hashes file modes: a chmod rebuilds and pushes, so it needs a new tag."""
+    context, dockerfile = project
+    tag = context_digest(context, dockerfile, "linux/amd64")
+    (context / "pkg" / "views.py").chmod(0o755)
+    assert context_digest(context, dockerfile, "linux/amd64") != tag
+
+
+def test_the_tag_does_not_depend_on_where_the_checkout_is(tmp_path: Path, project: tuple[Path, Path]) -> None:
+    context, dockerfile = project
+    copy = tmp_path / "elsewhere" / "app"
+    shutil.copytree(context, copy)
+    assert context_digest(copy, copy / "Dockerfile", "linux/amd64") == context_digest(
+        context, dockerfile, "linux/amd64"
+    )
+
+
+def test_a_dockerfile_specific_ignore_file_wins(project: tuple[Path, Path]) -> None:
+    context, dockerfile = project
+    (context / ".dockerignore").write_text("pkg\n")
+    ignoring_pkg = context_digest(context, dockerfile, "linux/amd64")
+    Path(f"{dockerfile}.dockerignore").write_text("nothing-matches\n")
+    assert context_digest(context, dockerfile, "linux/amd64") != ignoring_pkg
+
+
+def test_files_are_walked_in_the_providers_order(tmp_path: Path) -> None:
+    """Go's WalkDir visits a directory's entries by name, descending into `a` before `a.txt`."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "b").write_text("")
+    (tmp_path / "a.txt").write_text("")
+    (tmp_path / "Dockerfile").write_text("FROM scratch\n")
+    assert context_files(tmp_path, tmp_path / "Dockerfile") == ["Dockerfile", "a/b", "a.txt"]
+
+
+@pytest.mark.parametrize(
+    ("mode", "printed"),
+    [
+        (0o100644, "-rw-r--r--"),
+        (0o100755, "-rwxr-xr-x"),
+        (0o120777, "Lrwxrwxrwx"),
+        (0o104755, "urwxr-xr-x"),
+        (0, "----------"),
+    ],
+)
+def test_modes_are_written_as_go_prints_them(mode: int, printed: str) -> None:
+    assert go_file_mode(mode) == printed

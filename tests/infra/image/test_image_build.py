@@ -14,16 +14,18 @@ IMAGE = "docker:index/image:Image"
 
 
 @pytest.mark.parametrize(
-    ("run_name", "force_delete"), [("dev_run", False), ("prod_run", False), ("ephemeral_run", True)]
+    ("run_name", "protected"), [("dev_run", False), ("prod_run", True), ("ephemeral_run", False)]
 )
-def test_repository_scans_on_push_has_immutable_tags_and_force_deletes_only_when_ephemeral(
-    run_name: str, force_delete: bool, request
+def test_repository_scans_on_push_has_immutable_tags_and_is_protected_or_force_deleted(
+    run_name: str, protected: bool, request
 ) -> None:
     run: ProgramRun = request.getfixturevalue(run_name)
     repository = run.one(REPOSITORY)
     assert repository.inputs["imageScanningConfiguration"] == {"scanOnPush": True}
     assert repository.inputs["imageTagMutability"] == "IMMUTABLE"
-    assert repository.inputs["forceDelete"] is force_delete
+    # A protected repository stops `pulumi destroy` at preview; any other must not stop it at the end.
+    assert repository.options["protect"] is protected
+    assert repository.inputs["forceDelete"] is not protected
     assert run.outputs["ecrRepositoryUrl"] == repository.state["repositoryUrl"]
 
 

@@ -102,14 +102,17 @@ def _collector(violations: list[Violation], rule: str, level: str, urn: str) -> 
 def evaluate(
     resources: Sequence[RecordedResource],
     config: Mapping[str, Any],
-    protected: Iterable[str] = (),
+    protected: Iterable[str] | None = None,
     rules: Iterable[Rule] = RULES,
 ) -> list[Violation]:
     """Every violation the rules report on these resources under one policy config.
 
-    `protected` lists the URNs declared with the `protect` resource option.
+    `protected` lists the URNs declared with the `protect` resource option; by default, those the
+    program declared so.
     """
-    protected_urns = set(protected)
+    protected_urns = (
+        set(protected) if protected is not None else {r.urn for r in resources if r.options.get("protect")}
+    )
     declared = [_policy_resource(r, r.inputs, r.urn in protected_urns) for r in resources]
     deployed = [_policy_resource(r, outputs(r), r.urn in protected_urns) for r in resources]
     violations: list[Violation] = []

@@ -11,7 +11,7 @@ import copy
 import dataclasses
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ from infra.policy.rules import (
     LISTENER,
     LOAD_BALANCER,
     LOG_GROUP,
+    PROD_STATEFUL_PROTECTED,
     RDS_INSTANCE,
     RDS_PARAMETER_GROUP,
     RELAXABLE_RULES,
@@ -154,6 +155,7 @@ class Mistake:
     pick: Callable[[ProgramRun], RecordedResource]
     change: Callable[[Inputs], None]  # edits a copy of the picked resource's inputs
     what: str
+    options: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # resource options to set
 
     def __str__(self) -> str:
         return f"{self.rule}: {self.what}"
@@ -499,6 +501,14 @@ MISTAKES = [
         _set("enableDeletionProtection", True),
         "protected load balancer",
     ),
+    Mistake(
+        PROD_STATEFUL_PROTECTED,
+        "prod",
+        _only(RDS_INSTANCE),
+        lambda inputs: None,
+        "unprotected database",
+        options={"protect": False},
+    ),
 ]
 
 
@@ -515,8 +525,11 @@ def test_mistake_fires_exactly_its_rule(
     target = mistake.pick(run)
     inputs = copy.deepcopy(target.inputs)
     mistake.change(inputs)
-    assert inputs != target.inputs, f"{mistake}: the change left {target.urn} as it was"
-    changed = [dataclasses.replace(r, inputs=inputs) if r is target else r for r in run.resources]
+    options = {**target.options, **mistake.options}
+    assert (inputs, options) != (target.inputs, target.options), f"{mistake}: {target.urn} is unchanged"
+    changed = [
+        dataclasses.replace(r, inputs=inputs, options=options) if r is target else r for r in run.resources
+    ]
 
     new = [
         v for v in evaluate(changed, tier_config(TIER_OF_RUN[mistake.run])) if v not in baseline[mistake.run]
@@ -544,7 +557,9 @@ def test_protected_resource_blocks_ephemeral_destroy(
 
 
 def test_deletion_blockers_are_allowed_outside_ephemeral_stacks(runs: dict[str, ProgramRun]) -> None:
-    # prod runs with deletion protection; the ephemeral-only rule must not turn that into a violation.
+    # prod runs with deletion protection and `protect`; the ephemeral-only rule must not turn that
+    # into a violation.
     run = runs["prod"]
-    violations = evaluate(run.resources, tier_config("prod"), protected=[run.one(RDS_INSTANCE).urn])
+    assert run.one(RDS_INSTANCE).options["protect"], "prod protects its database"
+    violations = evaluate(run.resources, tier_config("prod"))
     assert not violations, _listing(violations)

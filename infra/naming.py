@@ -1,0 +1,48 @@
+"""The physical names of a stack's resources, and the tags on all of them.
+
+Cluster, services, task families, log groups and the database carry fixed names derived from the
+project and the stack (`djcelery-dev-web`): the queue-metrics publisher and `python -m infra.ops`
+address them by name, and the database's log groups must exist, under its name, before it does.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+# What every AWS name involved accepts (RDS identifiers are the narrowest: letters, digits, '-').
+NAME_PATTERN = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
+MAX_PREFIX_LENGTH = 40  # leaves room for suffixes within RDS's 63 characters
+
+
+@dataclass(frozen=True)
+class StackNames:
+    project: str
+    stack: str
+
+    def __post_init__(self) -> None:
+        if not NAME_PATTERN.match(self.prefix) or len(self.prefix) > MAX_PREFIX_LENGTH:
+            raise ValueError(
+                f"project and stack name {self.prefix!r} cannot name AWS resources: use at most "
+                f"{MAX_PREFIX_LENGTH} characters of lower-case letters, digits and single '-' "
+                "(e.g. `pulumi stack init pr-123`)"
+            )
+
+    @property
+    def prefix(self) -> str:
+        """e.g. djcelery-dev: the cluster's name, and the start of every other fixed name."""
+        return f"{self.project}-{self.stack}"
+
+    def service(self, name: str) -> str:
+        """An ECS service's name, known before deployment (the publisher's config names them)."""
+        return f"{self.prefix}-{name}"
+
+    @property
+    def database(self) -> str:
+        """The RDS instance identifier, which also names the log groups RDS exports to."""
+        return f"{self.prefix}-postgres"
+
+    @property
+    def tags(self) -> dict[str, str]:
+        """Tags on every AWS resource of the stack (the provider's default tags)."""
+        return {"project": self.project, "stack": self.stack, "managed-by": "pulumi"}

@@ -1,0 +1,99 @@
+"""How long a fresh `pulumi up` takes: the critical path through the recorded graph.
+
+The engine creates each resource as soon as its dependencies exist, so a fresh stack is ready when
+the longest chain of create times is done. Create times are typical values per resource type,
+not measurements (a real run varies by region and load); their sources are named beside them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cache
+
+from testkit.engine.graph import DependencyGraph
+from testkit.program import ProgramRun, RecordedResource
+
+MINUTE = 60
+# Anything not listed: an API call or two (IAM, security groups, log groups, alarms, secrets).
+DEFAULT_CREATE_SECONDS = 5
+
+
+@dataclass(frozen=True)
+class CreateTime:
+    seconds: int
+    source: str
+
+
+def _rds(resource: RecordedResource) -> CreateTime:
+    if resource.inputs.get("multiAz"):
+        return CreateTime(
+            15 * MINUTE, "RDS Multi-AZ instance: 10-20 min (AWS RDS user guide, common experience)"
+        )
+    return CreateTime(10 * MINUTE, "RDS instance: 5-15 min (AWS RDS user guide, common experience)")
+
+
+def _replication_group(resource: RecordedResource) -> CreateTime:
+    if int(resource.inputs.get("numCacheClusters") or 1) > 1:
+        return CreateTime(15 * MINUTE, "ElastiCache with a replica: 10-20 min (ElastiCache user guide)")
+    return CreateTime(10 * MINUTE, "ElastiCache replication group: 5-15 min (ElastiCache user guide)")
+
+
+def _service(resource: RecordedResource) -> CreateTime:
+    if resource.inputs.get("waitForSteadyState"):
+        return CreateTime(4 * MINUTE, "ECS service to steady state: 1-5 min (pull, start, 2 health checks)")
+    return CreateTime(15, "ECS CreateService returns without waiting for tasks")
+
+
+CREATE_TIMES: dict[str, Callable[[RecordedResource], CreateTime]] = {
+    "aws:rds/instance:Instance": _rds,
+    "aws:elasticache/replicationGroup:ReplicationGroup": _replication_group,
+    "aws:ecs/service:Service": _service,
+    "aws:ec2/natGateway:NatGateway": lambda _: CreateTime(
+        2 * MINUTE, "NAT gateway: 1-3 min (VPC user guide)"
+    ),
+    "aws:lb/loadBalancer:LoadBalancer": lambda _: CreateTime(3 * MINUTE, "ALB provisioning: 2-4 min"),
+    "docker:index/image:Image": lambda _: CreateTime(
+        3 * MINUTE, "image build and push on a cold builder (bench/image.py measures the build)"
+    ),
+    "pulumi-python:dynamic:Resource": lambda _: CreateTime(
+        2 * MINUTE, "release: Fargate task start (image pull, ENI) about 1 min, migrations about 1 min"
+    ),
+    "aws:ecs/cluster:Cluster": lambda _: CreateTime(10, "ECS cluster"),
+    "aws:iam/role:Role": lambda _: CreateTime(10, "IAM role, with propagation"),
+}
+
+
+def create_time(resource: RecordedResource) -> CreateTime:
+    estimate = CREATE_TIMES.get(resource.type)
+    return estimate(resource) if estimate else CreateTime(DEFAULT_CREATE_SECONDS, "an API call")
+
+
+@dataclass(frozen=True)
+class CriticalPath:
+    seconds: int
+    chain: tuple[RecordedResource, ...]  # first created first
+
+    @property
+    def minutes(self) -> float:
+        return round(self.seconds / MINUTE, 1)
+
+
+def critical_path(run: ProgramRun) -> CriticalPath:
+    """The chain of dependencies that finishes last, and when (seconds from the start)."""
+    graph = DependencyGraph(run)
+    resources = {resource.urn: resource for resource in graph.custom_resources()}
+
+    @cache
+    def finish(urn: str) -> tuple[int, tuple[str, ...]]:
+        resource = resources[urn]
+        before = [
+            finish(dependency)
+            for dependency in graph.direct_dependencies(resource)
+            if dependency in resources
+        ]
+        start, chain = max(before, default=(0, ()))
+        return start + create_time(resource).seconds, (*chain, urn)
+
+    seconds, chain = max(finish(urn) for urn in resources)
+    return CriticalPath(seconds, tuple(resources[urn] for urn in chain))
