@@ -10,6 +10,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+import pulumi
+
+from queuemetrics import schema
+
 # What every AWS name involved accepts (RDS identifiers are the narrowest: letters, digits, '-').
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
 MAX_PREFIX_LENGTH = 40  # leaves room for suffixes within RDS's 63 characters
@@ -43,6 +47,19 @@ class StackNames:
         return f"{self.prefix}-postgres"
 
     @property
+    def metric_namespace(self) -> str:
+        """Where the queue-metrics publisher writes (the app's schema decides the form)."""
+        return schema.metric_namespace(self.project, self.stack)
+
+    @property
     def tags(self) -> dict[str, str]:
         """Tags on every AWS resource of the stack (the provider's default tags)."""
         return {"project": self.project, "stack": self.stack, "managed-by": "pulumi"}
+
+
+@dataclass(frozen=True)
+class Cloud:
+    """Where the stack is: known only once the AWS provider has answered."""
+
+    region: pulumi.Output[str]
+    account_id: pulumi.Output[str]

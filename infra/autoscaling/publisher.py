@@ -6,9 +6,13 @@ a pool is backlogged or at zero workers (app/queuemetrics).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
+import pulumi
+
 from infra import iam
+from infra.naming import Cloud, StackNames
 from infra.services.config import WorkerPool
 from queuemetrics import schema
 
@@ -57,4 +61,11 @@ def publisher_policy_document(
             "ecs:DescribeServices",
             f"arn:{partition}:ecs:{region}:{account_id}:service/{cluster_name}/*",
         ),
+    )
+
+
+def publisher_task_policy(names: StackNames, cloud: Cloud) -> pulumi.Output[str]:
+    """The publisher's task role policy, once the region and the account are known."""
+    return pulumi.Output.all(cloud.region, cloud.account_id).apply(
+        lambda values: json.dumps(publisher_policy_document(names.metric_namespace, names.prefix, *values))
     )

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
+from infra.config.stack import StackConfig
+from infra.naming import Cloud, StackNames
 from infra.observability.alarms import alarm_rules
 from infra.observability.config import AlarmsConfig
 from infra.observability.dashboard import dashboard_body
@@ -26,6 +28,7 @@ from infra.observability.events import (
     service_arn,
 )
 from infra.observability.metrics import MonitoredStack
+from infra.services.roles import service_keys
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,47 @@ class ObservabilityArgs:
     web_serves_traffic: bool  # at least one web task is wanted
     alarms: AlarmsConfig
     queue_age_alarm_seconds: int  # the autoscaling component's alarm, drawn on the dashboard
+
+    @classmethod
+    def for_stack(
+        cls,
+        config: StackConfig,
+        names: StackNames,
+        cloud: Cloud,
+        cluster_arn: pulumi.Input[str],
+        watched: WatchedResources,
+    ) -> ObservabilityArgs:
+        return cls(
+            dashboard_name=names.prefix,
+            region=cloud.region,
+            account_id=cloud.account_id,
+            cluster_arn=cluster_arn,
+            # Fixed names: the alarms and the deployment events need not wait for the services.
+            service_names=[names.service(key) for key in service_keys(config)],
+            load_balancer_arn_suffix=watched.load_balancer_arn_suffix,
+            target_group_arn_suffix=watched.target_group_arn_suffix,
+            db_instance_identifier=watched.db_instance_identifier,
+            db_allocated_storage_gib=config.database.allocated_storage_gib,
+            cache_cluster_ids=watched.cache_cluster_ids,
+            queue_namespace=names.metric_namespace,
+            pools={pool.name: pool.queues for pool in config.workers.pools},
+            publish_interval_seconds=config.scaling.queue_metrics_interval_seconds,
+            # Beat's publisher sidecar writes every pool's metrics once per interval; the first pool counts.
+            beat_pool=config.workers.pools[0].name if config.beat.enabled else None,
+            web_serves_traffic=config.web.desired_count > 0,
+            alarms=config.alarms,
+            queue_age_alarm_seconds=config.scaling.queue_age_alarm_seconds,
+        )
+
+
+@dataclass(frozen=True)
+class WatchedResources:
+    """The identifiers AWS assigns to what the alarms watch."""
+
+    load_balancer_arn_suffix: pulumi.Input[str]
+    target_group_arn_suffix: pulumi.Input[str]
+    db_instance_identifier: pulumi.Input[str]
+    cache_cluster_ids: pulumi.Input[Sequence[str]]
 
 
 class Observability(pulumi.ComponentResource):

@@ -16,18 +16,16 @@ import pulumi
 
 from infra.app_contract import Role
 from infra.release.provider import MigrationProvider, RolloutCheckProvider
+from infra.services.fargate import Placement
 
 DEFAULT_TIMEOUT_SECONDS = 15 * 60
 
 
 @dataclass(frozen=True)
 class ReleaseArgs:
-    cluster: pulumi.Input[str]  # name or ARN
+    placement: Placement  # the services' cluster, subnets and security groups
     task_definition_arn: pulumi.Input[str]  # the migrate task definition
     image: pulumi.Input[str]  # the image reference with its digest, repo@sha256:...
-    subnet_ids: pulumi.Input[Sequence[pulumi.Input[str]]]
-    security_group_ids: pulumi.Input[Sequence[pulumi.Input[str]]]
-    assign_public_ip: bool
     log_group_name: pulumi.Input[str]
     region: pulumi.Input[str]
     container_name: str = Role.MIGRATE.value
@@ -52,12 +50,12 @@ class MigrationRun(pulumi.dynamic.Resource):
 
     def __init__(self, name: str, args: ReleaseArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         props = {
-            "cluster": args.cluster,
+            "cluster": args.placement.cluster_arn,
             "task_definition_arn": args.task_definition_arn,
             "image": args.image,
-            "subnet_ids": args.subnet_ids,
-            "security_group_ids": args.security_group_ids,
-            "assign_public_ip": args.assign_public_ip,
+            "subnet_ids": args.placement.subnet_ids,
+            "security_group_ids": args.placement.security_group_ids,
+            "assign_public_ip": args.placement.assign_public_ip,
             "log_group_name": args.log_group_name,
             "container_name": args.container_name,
             "region": args.region,

@@ -13,6 +13,8 @@ import pulumi
 from infra.app_contract import CONTAINER_PORT, Role
 from infra.autoscaling.publisher import QueueMetricsPublisher
 from infra.config.stack import StackConfig
+from infra.image.image import AppImage
+from infra.naming import Cloud, StackNames
 from infra.services import containers
 from infra.services.config import WorkerPool
 from infra.services.fargate import (
@@ -24,11 +26,52 @@ from infra.services.fargate import (
 )
 
 WEB_HEALTH_CHECK_GRACE_SECONDS = 60
+WEB = "web"
 
 
 def worker_service_key(pool: WorkerPool) -> str:
     """The logical name of a pool's service, also the end of its physical name."""
     return f"worker-{pool.name}"
+
+
+def scheduler_service_key(config: StackConfig) -> str:
+    return "beat" if config.beat.enabled else "queue-metrics"
+
+
+def service_keys(config: StackConfig) -> list[str]:
+    """Every service of the stack, by logical name (its physical name is StackNames.service(key))."""
+    return [WEB, *(worker_service_key(pool) for pool in config.workers.pools), scheduler_service_key(config)]
+
+
+def task_runtime(
+    config: StackConfig,
+    names: StackNames,
+    image: AppImage,
+    secret_arns: Mapping[str, pulumi.Output[str]],
+    host_names: pulumi.Output[list[str]],
+    cloud: Cloud,
+) -> TaskRuntime:
+    """What every task of the stack shares: the image, the environment, the secrets, the roles' scope."""
+    context = pulumi.Output.all(
+        image.image_ref, host_names, cloud.region, pulumi.Output.all(**secret_arns)
+    ).apply(
+        lambda values: containers.ContainerContext(
+            image=values[0],
+            environment=containers.shared_environment(config, values[1], values[2]),
+            secret_arns=values[3],
+            region=values[2],
+        )
+    )
+    return TaskRuntime(
+        containers=context,
+        secret_arns=list(secret_arns.values()),
+        repository_arn=image.repository_arn,
+        account_id=cloud.account_id,
+        names=names,
+        log_retention_days=config.logs.retention_days,
+        cpu_architecture=config.image.cpu_architecture,
+        keep_previous_revisions=not config.ephemeral,
+    )
 
 
 def web_service(

@@ -129,9 +129,10 @@ def test_every_resource_belongs_to_a_component(run_name: str, request) -> None:
         "image",
         "cluster",
         "web-lb",
+        "observability",
         "migrate",
-        "web",
-        "web-rollout",
+        "release",
+        "services",
     } <= set(top_level)
     assert all(resource.parent in components for resource in run.resources if resource.parent)
 
