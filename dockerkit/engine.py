@@ -11,6 +11,7 @@ deletes the directory.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import shutil
 import signal
@@ -26,6 +27,7 @@ STORAGE_DRIVERS = ("overlay2", "vfs")
 START_TIMEOUT_SECONDS = 60
 STOP_TIMEOUT_SECONDS = 30
 CGROUP_ROOT = Path("/sys/fs/cgroup")
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 class EngineError(RuntimeError):
@@ -130,7 +132,7 @@ class PrivateEngine:
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
                 command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True,
+                start_new_session=True, preexec_fn=stop_when_parent_dies,
             )
         deadline = time.monotonic() + START_TIMEOUT_SECONDS
         while self.run("version", check=False, timeout=10).returncode != 0:
@@ -177,6 +179,12 @@ def private_engine() -> Iterator[PrivateEngine]:
             engine.stop()
         return
     raise EngineError("dockerd did not start:\n" + "\n".join(failures))
+
+
+def stop_when_parent_dies() -> None:
+    """In the daemon's child process: SIGTERM it (it then stops its containers) should the process
+    that started it be killed before it could call stop()."""
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def processes_mentioning(text: str) -> list[int]:
