@@ -1,11 +1,13 @@
 """Every benchmark, in order: `python -m bench [--smoke]` from the repository root.
 
-The three models take seconds; the pipeline takes a few minutes (`--smoke`: seconds).
+The three models take seconds; the pipeline takes a few minutes (`--smoke`: seconds); the image
+benchmark about three minutes (`--smoke`: about two: it still makes a base image and builds once
+from scratch), and it says why it is skipped where images cannot be built.
 """
 
 import argparse
 
-from bench import cost, pipeline, scaling, timeline
+from bench import cost, image, pipeline, scaling, timeline
 
 
 def main() -> None:
@@ -19,6 +21,8 @@ def main() -> None:
     timeline.main([])
     print()
     pipeline.main(["--smoke"] if args.smoke else [])
+    print()
+    image.main(["--smoke"] if args.smoke else [])
 
 
 if __name__ == "__main__":

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import re
 import shlex
 import subprocess
 import sys
 from pathlib import Path
 
 from app_processes import APP_DIR, REPO_ROOT
+from packaging.utils import canonicalize_name
 
+from dockerkit import lock
 from infra import app_contract
 
 DOCKERFILE = APP_DIR / "Dockerfile"
@@ -33,15 +36,47 @@ def test_image_runs_as_the_contract_non_root_numeric_user() -> None:
     assert instructions("USER")[-1] == app_contract.APP_USER
 
 
-def test_image_uses_the_python_minor_version_of_the_tests() -> None:
-    assert instructions("FROM") == [f"python:{sys.version_info.major}.{sys.version_info.minor}-slim"]
+def test_the_default_base_is_the_official_slim_image_of_the_tests_python_pinned_by_digest() -> None:
+    official, app = instructions("FROM")
+    image, stage = official.split(" AS ")
+    assert re.fullmatch(rf"python:{sys.version_info.major}\.{sys.version_info.minor}-slim-bookworm"
+                        r"@sha256:[0-9a-f]{64}", image), official
+    assert instructions("ARG") == [f"BASE_IMAGE={stage}"], "BASE_IMAGE must default to the pinned stage"
+    assert app == "${BASE_IMAGE}"
 
 
-def test_dependencies_are_installed_before_the_code_is_copied() -> None:
+def test_dependencies_are_installed_from_the_lock_before_the_code_is_copied() -> None:
     lines = DOCKERFILE.read_text().splitlines()
     install = next(number for number, line in enumerate(lines) if "pip install" in line)
-    assert install < lines.index("COPY . ."), "the dependency layer must be cached before the code"
+    assert lines.index("COPY requirements.lock .") < install < lines.index("COPY . ."), (
+        "the dependency layer must come from the lock alone and be cached before the code"
+    )
+    assert "--require-hashes -r requirements.lock" in lines[install]
     assert instructions("WORKDIR") == [app_contract.APP_WORKDIR]
+
+
+def test_the_lock_pins_the_versions_the_suite_is_tested_with() -> None:
+    """app/requirements.lock and constraints.txt agree (scripts/lock-app regenerates the lock)."""
+    tested = {pin.key: pin.version for pin in lock.parse_pins(lock.CONSTRAINTS.read_text())}
+    locked = lock.parse_pins(lock.LOCK.read_text())
+
+    # A pin whose marker is false here (another interpreter of the image needs it) is not installed
+    # in the suite, so constraints.txt cannot list it.
+    differ = {pin.key: (pin.version, tested.get(pin.key)) for pin in locked
+              if pin.applies_here() and tested.get(pin.key) != pin.version}
+    assert not differ, f"locked vs tested versions differ, run scripts/lock-app: {differ}"
+    assert all(pin.hashes for pin in locked), "every locked package needs its wheel hashes"
+
+
+def test_the_lock_satisfies_every_app_requirement() -> None:
+    locked = {pin.key: pin.version for pin in lock.parse_pins(lock.LOCK.read_text())}
+
+    for requirement in lock.app_requirements():
+        key = canonicalize_name(requirement.name)
+        assert key in locked, f"{requirement.name} is not locked; run scripts/lock-app"
+        assert requirement.specifier.contains(locked[key]), (
+            f"the lock has {requirement.name}=={locked[key]}, outside {requirement}; run scripts/lock-app"
+        )
 
 
 def test_procfile_runs_the_contract_commands_from_the_app_directory() -> None:

@@ -7,9 +7,12 @@ than from the app's own idea of them, so any drift between `infra/` and `app/` f
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
+from typing import Any
 
+from dockerkit.ecs_run import MountPoint, Tmpfs, parse_mount_points, parse_task_volumes, parse_tmpfs
 from infra import app_contract
 from testkit.program import run_program
 
@@ -27,6 +30,14 @@ class ContainerSpec:
     environment: dict[str, str]  # plain `environment` values
     secret_names: tuple[str, ...]  # names delivered through `secrets` (values live in Secrets Manager)
     stop_timeout: int
+    # How the container runs (tests/image starts the image with these: dockerkit.ecs_run).
+    user: str = ""
+    readonly_root_filesystem: bool = False
+    init_process_enabled: bool = False
+    tmpfs: tuple[Tmpfs, ...] = ()
+    mount_points: tuple[MountPoint, ...] = ()
+    task_volumes: tuple[str, ...] = ()  # the volumes of its task definition
+    health_check: Mapping[str, Any] | None = None
 
     @property
     def variable_names(self) -> set[str]:
@@ -64,7 +75,9 @@ class StackContainers:
         return found[0]
 
 
-def parse_container(family: str, definition: dict) -> ContainerSpec:
+def parse_container(
+    family: str, definition: dict, volumes: Sequence[Mapping[str, Any]] = ()
+) -> ContainerSpec:
     return ContainerSpec(
         family=family,
         name=definition["name"],
@@ -73,6 +86,13 @@ def parse_container(family: str, definition: dict) -> ContainerSpec:
         environment={item["name"]: item["value"] for item in definition.get("environment") or ()},
         secret_names=tuple(item["name"] for item in definition.get("secrets") or ()),
         stop_timeout=int(definition.get("stopTimeout") or 30),
+        user=definition.get("user", ""),
+        readonly_root_filesystem=bool(definition.get("readonlyRootFilesystem", False)),
+        init_process_enabled=bool((definition.get("linuxParameters") or {}).get("initProcessEnabled", False)),
+        tmpfs=parse_tmpfs(definition),
+        mount_points=parse_mount_points(definition),
+        task_volumes=parse_task_volumes(volumes),
+        health_check=definition.get("healthCheck"),
     )
 
 
@@ -89,6 +109,7 @@ def stack_containers(stack: str, config: tuple[tuple[str, str], ...] = ()) -> St
         if isinstance(definitions, str):
             definitions = json.loads(definitions)
         family = task_definition.inputs.get("family", task_definition.name)
-        containers.extend(parse_container(family, definition) for definition in definitions)
+        volumes = task_definition.inputs.get("volumes") or ()
+        containers.extend(parse_container(family, definition, volumes) for definition in definitions)
     assert containers, f"stack {stack} declares no ECS task definition"
     return StackContainers(stack=stack, containers=tuple(containers))
