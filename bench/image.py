@@ -83,16 +83,24 @@ def report(results: dict[str, Any]) -> None:
     rows = [
         ("base image from the Debian archive", results["base_seconds"], f"{results['base_mb']:.1f} MB", ""),
         ("cold build (no cache)", results["cold_build_seconds"], "", ""),
-        ("cached rebuild (median)", results["cached_rebuild_seconds"], "",
-         f"<= {CACHED_REBUILD_TARGET_SECONDS} s"),
+        (
+            "cached rebuild (median)",
+            results["cached_rebuild_seconds"],
+            "",
+            f"<= {CACHED_REBUILD_TARGET_SECONDS} s",
+        ),
         ("rebuild after a code change (median)", results["code_change_rebuild_seconds"], "", ""),
         ("app image", None, f"{results['image_mb']:.1f} MB", f"<= {SIZE_TARGET_MB} MB"),
     ]
     print(table(["step", "seconds", "size", "target"], rows))
-    met = (results["image_mb"] <= SIZE_TARGET_MB
-           and results["cached_rebuild_seconds"] <= CACHED_REBUILD_TARGET_SECONDS)
-    print(f"\ntargets {'met' if met else 'NOT met'} (storage driver {results['storage_driver']}, "
-          f"{results['repeats']} repeat(s) per rebuild)")
+    met = (
+        results["image_mb"] <= SIZE_TARGET_MB
+        and results["cached_rebuild_seconds"] <= CACHED_REBUILD_TARGET_SECONDS
+    )
+    print(
+        f"\ntargets {'met' if met else 'NOT met'} (storage driver {results['storage_driver']}, "
+        f"{results['repeats']} repeat(s) per rebuild)"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any] | None:

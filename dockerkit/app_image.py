@@ -22,7 +22,11 @@ class Build:
 
 
 def build_app_image(
-    engine: PrivateEngine, base_image: str, *, tag: str = APP_TAG, context: Path = APP_CONTEXT,
+    engine: PrivateEngine,
+    base_image: str,
+    *,
+    tag: str = APP_TAG,
+    context: Path = APP_CONTEXT,
     no_cache: bool = False,
 ) -> Build:
     """`docker build` of `context` (its Dockerfile) on `base_image`; host network, to reach PyPI."""

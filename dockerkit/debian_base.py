@@ -22,8 +22,14 @@ TAG = "dockerkit/debian-python:3.11-bookworm"
 HOST_CA_DIRECTORY = Path("/usr/local/share/ca-certificates")
 DEBOOTSTRAP_TIMEOUT_SECONDS = 600
 # Not needed at run time; dropping them keeps the base near the official slim image's size.
-DROPPED = ("var/cache/apt", "var/lib/apt/lists", "usr/share/doc", "usr/share/man", "usr/share/info",
-           "usr/share/locale")
+DROPPED = (
+    "var/cache/apt",
+    "var/lib/apt/lists",
+    "usr/share/doc",
+    "usr/share/man",
+    "usr/share/info",
+    "usr/share/locale",
+)
 # What the official image sets too: python3 from PATH, UTF-8 by default.
 IMAGE_CHANGES = (
     "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
@@ -60,7 +66,12 @@ def empty_directory(directory: Path) -> None:
 
 def debootstrap(rootfs: Path) -> None:
     command = [
-        "debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}", SUITE, str(rootfs), MIRROR
+        "debootstrap",
+        "--variant=minbase",
+        f"--include={','.join(PACKAGES)}",
+        SUITE,
+        str(rootfs),
+        MIRROR,
     ]
     result = subprocess.run(
         command, capture_output=True, text=True, timeout=DEBOOTSTRAP_TIMEOUT_SECONDS, check=False

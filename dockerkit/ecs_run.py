@@ -104,7 +104,10 @@ def docker_run_arguments(
         **(environment_overrides or {}),
     }
     arguments = [
-        "--detach", f"--name={name}", f"--network={network}", f"--stop-timeout={container.stop_timeout}"
+        "--detach",
+        f"--name={name}",
+        f"--network={network}",
+        f"--stop-timeout={container.stop_timeout}",
     ]
     if container.working_directory:
         arguments.append(f"--workdir={container.working_directory}")

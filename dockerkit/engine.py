@@ -92,11 +92,17 @@ class PrivateEngine:
     ) -> subprocess.CompletedProcess[str]:
         """A docker client command; raises EngineError with its output if it fails and `check`."""
         result = subprocess.run(
-            self.command(*args), env=self.environment(), capture_output=True, timeout=timeout,
-            input=input_bytes, check=False,
+            self.command(*args),
+            env=self.environment(),
+            capture_output=True,
+            timeout=timeout,
+            input=input_bytes,
+            check=False,
         )
         completed = subprocess.CompletedProcess(
-            result.args, result.returncode, result.stdout.decode(errors="replace"),
+            result.args,
+            result.returncode,
+            result.stdout.decode(errors="replace"),
             result.stderr.decode(errors="replace"),
         )
         if check and completed.returncode != 0:
@@ -131,8 +137,12 @@ class PrivateEngine:
         ]
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
-                command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True, preexec_fn=stop_when_parent_dies,
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=stop_when_parent_dies,
             )
         deadline = time.monotonic() + START_TIMEOUT_SECONDS
         while self.run("version", check=False, timeout=10).returncode != 0:

@@ -60,9 +60,16 @@ class Pin:
 
 def image_environments() -> list[dict[str, str]]:
     return [
-        {**default_environment(), "sys_platform": "linux", "platform_system": "Linux",
-         "implementation_name": "cpython", "platform_python_implementation": "CPython",
-         "python_version": "3.11", "python_full_version": version, "platform_machine": machine}
+        {
+            **{key: str(value) for key, value in default_environment().items()},
+            "sys_platform": "linux",
+            "platform_system": "Linux",
+            "implementation_name": "cpython",
+            "platform_python_implementation": "CPython",
+            "python_version": "3.11",
+            "python_full_version": version,
+            "platform_machine": machine,
+        }
         for version, machine in itertools.product(IMAGE_PYTHONS, IMAGE_MACHINES)
     ]
 
@@ -71,8 +78,11 @@ def pip_resolve(conditional: list[Requirement]) -> list[dict[str, Any]]:
     """pip's install report for app/requirements.txt plus `conditional` (markers dropped, so they are
     resolved here too) within constraints.txt, from PyPI."""
     # Only PyPI, as in the image build: no local wheel directories or extra indexes of this machine.
-    environment = {name: value for name, value in os.environ.items()
-                   if name not in ("PIP_FIND_LINKS", "PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL")}
+    environment = {
+        name: value
+        for name, value in os.environ.items()
+        if name not in ("PIP_FIND_LINKS", "PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL")
+    }
     environment["PIP_CONFIG_FILE"] = os.devnull
     unconditional = []
     for requirement in conditional:
@@ -81,12 +91,28 @@ def pip_resolve(conditional: list[Requirement]) -> list[dict[str, Any]]:
     with tempfile.TemporaryDirectory() as directory:
         report = Path(directory) / "report.json"
         subprocess.run(
-            [sys.executable, "-m", "pip", "install", "--quiet", "--dry-run", "--ignore-installed",
-             "--only-binary=:all:", f"--index-url={INDEX_URL}", f"--report={report}",
-             "-r", str(REQUIREMENTS), "-c", str(CONSTRAINTS), *unconditional],
-            env=environment, check=True,
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--dry-run",
+                "--ignore-installed",
+                "--only-binary=:all:",
+                f"--index-url={INDEX_URL}",
+                f"--report={report}",
+                "-r",
+                str(REQUIREMENTS),
+                "-c",
+                str(CONSTRAINTS),
+                *unconditional,
+            ],
+            env=environment,
+            check=True,
         )
-        return json.loads(report.read_text())["install"]
+        installs: list[dict[str, Any]] = json.loads(report.read_text())["install"]
+        return installs
 
 
 def conditional_requirements(installs: list[dict[str, Any]]) -> list[Requirement]:
@@ -98,8 +124,11 @@ def conditional_requirements(installs: list[dict[str, Any]]) -> list[Requirement
         for requirement in map(Requirement, item["metadata"].get("requires_dist") or ()):
             if requirement.marker is None or canonicalize_name(requirement.name) in resolved:
                 continue
-            if any(requirement.marker.evaluate({**environment, "extra": extra})
-                   for environment in image_environments() for extra in extras):
+            if any(
+                requirement.marker.evaluate({**environment, "extra": extra})
+                for environment in image_environments()
+                for extra in extras
+            ):
                 if "extra" in str(requirement.marker):
                     needed_by = item["metadata"]["name"]
                     raise SystemExit(f"{needed_by} needs {requirement}: add it to {REQUIREMENTS} by hand")

@@ -119,8 +119,12 @@ def broker(redis_url: str) -> Iterator[redis.Redis]:
 
 @pytest.fixture(scope="session")
 def deployment(
-    engine: PrivateEngine, app_image: str, image_containers: StackContainers, image_database_url: str,
-    redis_url: str, aws_endpoint: str,
+    engine: PrivateEngine,
+    app_image: str,
+    image_containers: StackContainers,
+    image_database_url: str,
+    redis_url: str,
+    aws_endpoint: str,
 ) -> Deployment:
     return Deployment(engine, app_image, image_containers, image_database_url, redis_url, aws_endpoint)
 

@@ -62,8 +62,12 @@ class RunningContainer:
         )
 
     def wait_for_log(self, text: str, timeout: float = STARTUP_TIMEOUT_SECONDS) -> None:
-        wait_for(lambda: text in self.logs() or not self.is_running(), timeout,
-                 f"{self.name} never logged {text!r}", interval=POLL_SECONDS)
+        wait_for(
+            lambda: text in self.logs() or not self.is_running(),
+            timeout,
+            f"{self.name} never logged {text!r}",
+            interval=POLL_SECONDS,
+        )
         assert self.is_running(), self.describe()
 
     def wait_exit(self, timeout: float = STARTUP_TIMEOUT_SECONDS) -> int:
@@ -135,7 +139,11 @@ class Deployment:
         return variables
 
     def start(
-        self, spec: ContainerSpec, *, task: str | None = None, email_url: str = NO_MAIL_SERVER,
+        self,
+        spec: ContainerSpec,
+        *,
+        task: str | None = None,
+        email_url: str = NO_MAIL_SERVER,
         web_port: int | None = None,
     ) -> RunningContainer:
         """Run `spec` as a container of the running task `task` (containers of one task share its
@@ -143,7 +151,11 @@ class Deployment:
         task = task or self.new_task(spec.name)
         name = f"{task}-{spec.name}"
         arguments = docker_run_arguments(
-            spec, image=self.image, name=name, task=task, secret_values=self.secret_values(email_url),
+            spec,
+            image=self.image,
+            name=name,
+            task=task,
+            secret_values=self.secret_values(email_url),
             environment_overrides=self.overrides(spec, web_port),
         )
         self.engine.run("run", *arguments)
@@ -173,15 +185,20 @@ def start_web(deployment: Deployment, spec: ContainerSpec) -> Web:
     """A web container, once it answers the liveness path or has exited (the caller checks which)."""
     port = free_port()
     web = Web(deployment.start(spec, web_port=port), port)
-    wait_for(lambda: web.answers() or not web.container.is_running(), STARTUP_TIMEOUT_SECONDS,
-             f"web never answered {app_contract.LIVENESS_PATH} on port {port}", interval=POLL_SECONDS)
+    wait_for(
+        lambda: web.answers() or not web.container.is_running(),
+        STARTUP_TIMEOUT_SECONDS,
+        f"web never answered {app_contract.LIVENESS_PATH} on port {port}",
+        interval=POLL_SECONDS,
+    )
     return web
 
 
 def email_worker(containers: StackContainers) -> ContainerSpec:
     """The worker pool that serves the email queue (the welcome emails)."""
     pools = [
-        spec for spec in containers.by_role("worker")
+        spec
+        for spec in containers.by_role("worker")
         if app_contract.EMAIL_QUEUE in spec.option("--queues").split(",")
     ]
     assert len(pools) == 1, f"expected one worker pool serving {app_contract.EMAIL_QUEUE}: {pools}"

@@ -19,7 +19,8 @@ def test_the_image_holds_exactly_the_locked_packages(engine: PrivateEngine, app_
     python = in_image("python", "-c", "import platform; print(platform.python_version())").strip()
     environment = {"python_full_version": python, "python_version": python.rsplit(".", 1)[0]}
     locked = {
-        f"{pin.key}=={pin.version}" for pin in parse_pins(LOCK.read_text())
+        f"{pin.key}=={pin.version}"
+        for pin in parse_pins(LOCK.read_text())
         if not pin.marker or Marker(pin.marker).evaluate(environment)
     }
     installed = {

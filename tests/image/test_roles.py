@@ -47,7 +47,9 @@ def smtp() -> Iterator[SMTPServer]:
 def worker(
     deployment: Deployment, migration: RunningContainer, broker: redis.Redis, smtp: SMTPServer
 ) -> Iterator[RunningContainer]:
-    container = deployment.start(email_worker(deployment.containers), email_url=f"smtp://127.0.0.1:{smtp.port}")
+    container = deployment.start(
+        email_worker(deployment.containers), email_url=f"smtp://127.0.0.1:{smtp.port}"
+    )
     container.wait_for_log("ready.")
     yield container
     container.remove()
@@ -97,8 +99,11 @@ def test_a_signup_posted_to_web_is_sent_by_the_worker(
 ) -> None:
     signup_id = post_signup(web, "ada@example.com")
 
-    wait_for(lambda: "ada@example.com" in smtp.recipients(), 30,
-             f"the worker container sent no welcome email; {worker.describe()}")
+    wait_for(
+        lambda: "ada@example.com" in smtp.recipients(),
+        30,
+        f"the worker container sent no welcome email; {worker.describe()}",
+    )
     assert web.get(f"/api/signups/{signup_id}").json()["status"] == "sent"
 
 
@@ -106,9 +111,12 @@ def test_beat_fires_its_periodic_task(
     beat_task: dict[str, RunningContainer], worker: RunningContainer, image_database_url: str
 ) -> None:
     runs = "SELECT count(*) FROM signups_periodicrun WHERE task_name = %s"
-    wait_for(lambda: query(image_database_url, runs, HEARTBEAT_TASK)[0][0] > 0, 60,
-             f"no {HEARTBEAT_TASK} run was recorded; {beat_task['beat'].describe()}\n{worker.describe()}",
-             interval=POLL_SECONDS)
+    wait_for(
+        lambda: query(image_database_url, runs, HEARTBEAT_TASK)[0][0] > 0,
+        60,
+        f"no {HEARTBEAT_TASK} run was recorded; {beat_task['beat'].describe()}\n{worker.describe()}",
+        interval=POLL_SECONDS,
+    )
 
 
 def test_the_queue_metrics_publisher_reports_to_cloudwatch(
@@ -117,12 +125,19 @@ def test_the_queue_metrics_publisher_reports_to_cloudwatch(
     publisher = beat_task["queue-metrics"]
     publisher.wait_for_log("publishing queue metrics")
     cloudwatch = boto3.client(
-        "cloudwatch", region_name=publisher.spec.environment[app_contract.AWS_REGION],
-        endpoint_url=aws_endpoint, aws_access_key_id="testing", aws_secret_access_key="testing",
+        "cloudwatch",
+        region_name=publisher.spec.environment[app_contract.AWS_REGION],
+        endpoint_url=aws_endpoint,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
     )
     namespace = publisher.spec.environment[app_contract.QUEUE_METRICS_NAMESPACE]
-    wait_for(lambda: cloudwatch.list_metrics(Namespace=namespace)["Metrics"], 30,
-             f"nothing was published to {namespace}; {publisher.describe()}", interval=POLL_SECONDS)
+    wait_for(
+        lambda: cloudwatch.list_metrics(Namespace=namespace)["Metrics"],
+        30,
+        f"nothing was published to {namespace}; {publisher.describe()}",
+        interval=POLL_SECONDS,
+    )
 
 
 def test_every_process_runs_as_the_image_user(
@@ -160,8 +175,12 @@ def test_worker_and_beat_pass_their_container_health_checks(
     worker: RunningContainer, beat_task: dict[str, RunningContainer]
 ) -> None:
     for container in (worker, beat_task["beat"]):
-        wait_for(lambda container=container: container.health() == "healthy", HEALTHY_TIMEOUT_SECONDS,
-                 f"{container.name} is not healthy; {container.describe()}", interval=POLL_SECONDS)
+        wait_for(
+            lambda container=container: container.health() == "healthy",
+            HEALTHY_TIMEOUT_SECONDS,
+            f"{container.name} is not healthy; {container.describe()}",
+            interval=POLL_SECONDS,
+        )
 
 
 def test_control_web_without_its_tmpfs_does_not_start(

@@ -9,7 +9,9 @@ from __future__ import annotations
 import pytest
 
 from dockerkit.ecs_run import docker_run_arguments
-from infra import app_contract, containers
+from infra import app_contract
+from infra.app_contract import Role
+from infra.services import containers
 from tests.e2e.task_definitions import ContainerSpec, parse_container
 
 IMAGE = "djcelery-app:local"
@@ -25,11 +27,14 @@ CONTEXT = containers.ContainerContext(
 SECRETS = {app_contract.DATABASE_URL: "postgres://127.0.0.1/app", app_contract.DJANGO_SECRET_KEY: "k" * 50}
 
 
-def spec(role: str = "web", **options: object) -> ContainerSpec:
-    definition = containers.container_definition(
-        CONTEXT, role=role, command=app_contract.web_command(), log_group="/ecs/app", stop_timeout=30,
-        **options,
+def spec(role: str = "web", health_check: dict[str, object] | None = None) -> ContainerSpec:
+    container = containers.ContainerSpec(
+        role=Role(role),
+        command=app_contract.web_command(),
+        stop_timeout_seconds=30,
+        health_check=health_check,
     )
+    definition = containers.container_definition(CONTEXT, container, "/ecs/app")
     return parse_container("djcelery-dev-web", definition, containers.task_volumes())
 
 
@@ -46,7 +51,7 @@ def options_of(arguments: list[str]) -> list[str]:
 def test_a_container_runs_as_its_definition_says() -> None:
     arguments = run_arguments(spec())
 
-    assert arguments[arguments.index(IMAGE):] == [IMAGE, *app_contract.web_command()]
+    assert arguments[arguments.index(IMAGE) :] == [IMAGE, *app_contract.web_command()]
     assert {
         "--detach",
         "--name=task-1-web",
@@ -77,13 +82,15 @@ def test_the_containers_of_one_task_share_its_volumes_and_other_tasks_do_not() -
         mounts = [option for option in run_arguments(spec(role), task) if option.startswith("--mount=")]
         return {mount.split("source=")[1].split(",")[0] for mount in mounts}
 
-    assert sources("beat-1", "beat") == sources("beat-1", "metrics")
+    assert sources("beat-1", "beat") == sources("beat-1", "queue-metrics")
     assert not sources("beat-1", "beat") & sources("beat-2", "beat")
 
 
 def test_a_mount_of_anything_but_an_empty_task_volume_is_refused() -> None:
     definition = containers.container_definition(
-        CONTEXT, role="web", command=["true"], log_group="/ecs/app", stop_timeout=30
+        CONTEXT,
+        containers.ContainerSpec(role=Role.WEB, command=["true"], stop_timeout_seconds=30),
+        "/ecs/app",
     )
     host_volumes = [{"name": name, "host": {"sourcePath": "/srv"}} for name in containers.ECS_EXEC_PATHS]
 
@@ -95,7 +102,10 @@ def test_a_mount_of_anything_but_an_empty_task_volume_is_refused() -> None:
 def test_every_secret_needs_a_local_value() -> None:
     with pytest.raises(ValueError, match=app_contract.DJANGO_SECRET_KEY):
         docker_run_arguments(
-            spec(), image=IMAGE, name="web", task="task-1",
+            spec(),
+            image=IMAGE,
+            name="web",
+            task="task-1",
             secret_values={app_contract.DATABASE_URL: "postgres://127.0.0.1/app"},
         )
 
@@ -115,8 +125,12 @@ def test_the_heartbeat_health_check_becomes_docker_health_options() -> None:
     options = options_of(run_arguments(spec("worker", health_check=check)))
 
     assert f"--health-cmd={check['command'][1]}" in options
-    assert {"--health-interval=30s", "--health-timeout=5s", "--health-retries=3",
-            "--health-start-period=60s"} <= set(options)
+    assert {
+        "--health-interval=30s",
+        "--health-timeout=5s",
+        "--health-retries=3",
+        "--health-start-period=60s",
+    } <= set(options)
 
 
 def test_a_definition_that_asks_for_no_hardening_gets_none() -> None:
@@ -124,5 +138,9 @@ def test_a_definition_that_asks_for_no_hardening_gets_none() -> None:
 
     options = options_of(run_arguments(bare))
 
-    assert not [option for option in options if option.split("=")[0] in (
-        "--user", "--read-only", "--init", "--tmpfs", "--mount", "--workdir", "--health-cmd")]
+    assert not [
+        option
+        for option in options
+        if option.split("=")[0]
+        in ("--user", "--read-only", "--init", "--tmpfs", "--mount", "--workdir", "--health-cmd")
+    ]

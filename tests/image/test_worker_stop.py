@@ -29,7 +29,9 @@ def holding_smtp() -> Iterator[SMTPServer]:
 def test_stopping_a_worker_requeues_its_long_task_and_exits_0_within_the_stop_timeout(
     deployment: Deployment, web: Web, broker: redis.Redis, holding_smtp: SMTPServer
 ) -> None:
-    worker = deployment.start(email_worker(deployment.containers), email_url=f"smtp://127.0.0.1:{holding_smtp.port}")
+    worker = deployment.start(
+        email_worker(deployment.containers), email_url=f"smtp://127.0.0.1:{holding_smtp.port}"
+    )
     try:
         worker.wait_for_log("ready.")
         post_signup(web, "grace@example.com")
