@@ -45,6 +45,14 @@ def _service(resource: RecordedResource) -> CreateTime:
     return CreateTime(15, "ECS CreateService returns without waiting for tasks")
 
 
+def _dynamic(resource: RecordedResource) -> CreateTime:
+    if "subnet_ids" in resource.inputs:
+        return CreateTime(
+            2 * MINUTE, "release: Fargate task start (image pull, ENI) about 1 min, migrations 1 min"
+        )
+    return CreateTime(15, "rollout check: one DescribeServices of a service already steady")
+
+
 CREATE_TIMES: dict[str, Callable[[RecordedResource], CreateTime]] = {
     "aws:rds/instance:Instance": _rds,
     "aws:elasticache/replicationGroup:ReplicationGroup": _replication_group,
@@ -56,9 +64,7 @@ CREATE_TIMES: dict[str, Callable[[RecordedResource], CreateTime]] = {
     "docker:index/image:Image": lambda _: CreateTime(
         3 * MINUTE, "image build and push on a cold builder (bench/image.py measures the build)"
     ),
-    "pulumi-python:dynamic:Resource": lambda _: CreateTime(
-        2 * MINUTE, "release: Fargate task start (image pull, ENI) about 1 min, migrations about 1 min"
-    ),
+    "pulumi-python:dynamic:Resource": _dynamic,
     "aws:ecs/cluster:Cluster": lambda _: CreateTime(10, "ECS cluster"),
     "aws:iam/role:Role": lambda _: CreateTime(10, "IAM role, with propagation"),
 }
