@@ -5,6 +5,7 @@ import yaml
 
 from infra.config.reader import ConfigReader, StackConfigError
 from infra.config.stack import PROJECT_FILE, SECRET_KEYS, StackConfig, declared_config_keys, validate
+from queuemetrics import schema
 from testkit.program import ProgramFailed, bare_config, run_program
 
 PROJECT = "djcelery"
@@ -249,3 +250,9 @@ def test_a_bad_email_url_is_refused_without_showing_the_secret() -> None:
     assert raised.value.keys == ["emailUrl"]
     assert "hunter2" not in str(raised.value), "the error message must not print the secret"
     assert "smtp+tls://" in str(raised.value), "the message names the allowed form"
+
+
+def test_the_publish_interval_default_is_the_publishers_own() -> None:
+    """One default for how often queue lengths are published: the app's schema."""
+    declared = yaml.safe_load(PROJECT_FILE.read_text())["config"]["queueMetricsIntervalSeconds"]["default"]
+    assert declared == schema.DEFAULT_INTERVAL_SECONDS
