@@ -12,7 +12,9 @@ check and rollback (infra/release/compatibility.py) decide from this line.
 """
 
 import json
+import sys
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 from celery import current_app
@@ -156,7 +158,8 @@ def dynamic_beat_entries(app: Any) -> dict[str, str]:
 
 
 def lint_migrations(names: list[str]) -> dict[str, list[str]]:
-    """django-migration-linter's backward-incompatibility findings for each named migration."""
+    """django-migration-linter's backward-incompatibility findings for each named migration of the
+    project itself; migrations of installed packages (Django's own apps) are theirs to judge."""
     from django_migration_linter import MigrationLinter
     from django_migration_linter.sql_analyser import analyse_sql_statements
 
@@ -165,12 +168,21 @@ def lint_migrations(names: list[str]) -> dict[str, list[str]]:
     for name in names:
         label, _, migration_name = name.partition(".")
         migration = linter.migration_loader.disk_migrations[(label, migration_name)]
+        if not in_project(migration):
+            continue
         errors, _ignored, _warnings = analyse_sql_statements(
             linter.sql_analyser_class, linter.get_sql(label, migration_name), linter.exclude_migration_tests
         )
         data_errors, _, _ = linter.analyse_data_migration(migration)
         findings[name] = [issue_text(issue) for issue in [*errors, *data_errors]]
     return findings
+
+
+def in_project(migration: Any) -> bool:
+    from django.conf import settings
+
+    source = Path(sys.modules[type(migration).__module__].__file__ or "").resolve()
+    return source.is_relative_to(Path(settings.BASE_DIR).resolve())
 
 
 def issue_text(issue: Any) -> str:
