@@ -18,6 +18,7 @@ from infra.image.image import AppImage, AppImageArgs
 from infra.naming import Cloud, StackNames
 from infra.network.network import Network, NetworkArgs
 from infra.observability.observability import Observability, ObservabilityArgs, WatchedResources
+from infra.release.record import consumed_queues, operations
 from infra.release.release import Release, ReleaseArgs
 from infra.services import containers, roles
 from infra.services.app_services import AppServices, AppServicesArgs
@@ -115,6 +116,11 @@ release = Release(
         cloud.region,
         timeout_seconds=config.release.migrate_timeout_seconds,
         depends_on=[*task_prerequisites, migrate],
+        consumed_queues=consumed_queues(config),
+        force=config.release.force,
+        image_source=image.source,
+        image_tag=image.tag,
+        operations=operations(config),
     ),
     aws_only,
 )
@@ -147,6 +153,7 @@ pulumi.export("workerServiceNames", {pool: worker.service_name for pool, worker 
 pulumi.export("beatServiceName", services.scheduler.service_name if config.beat.enabled else None)
 pulumi.export("ecrRepositoryUrl", image.repository_url)
 pulumi.export("imageRef", image.image_ref)
+pulumi.export("release", release.record)  # the image, its tasks and migrations, pools and Beat
 pulumi.export(
     "logGroupNames",
     {

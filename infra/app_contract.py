@@ -118,6 +118,12 @@ def migrate_command() -> list[str]:
     return ["python", "manage.py", "locked_migrate", "--noinput"]
 
 
+def release_state_command(*flags: str) -> list[str]:
+    """What the image releases (tasks, queues, Beat, migrations) as marked lines: the release gate
+    runs it with the migrate task definition before migrating (--applied, --live)."""
+    return ["python", "manage.py", "release_state", *flags]
+
+
 def queue_metrics_command() -> list[str]:
     return ["python", "manage.py", "publish_queue_metrics"]
 

@@ -170,7 +170,7 @@ class FabricatingMocks(Mocks):
 
     def new_resource(self, args: MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
         inputs = unwrap_secrets(args.inputs)
-        if not args.custom:
+        if args.custom is False:  # a component; reads (a StackReference) leave `custom` unset
             return None, {}
         suffix = _digest(args.typ, args.name)[:8]
         state = dict(inputs)
@@ -290,6 +290,14 @@ def _password(made: _Fabrication) -> dict[str, Any]:
     return {"result": (_digest("secret", made.name) * 4)[: int(made.inputs.get("length", 32))]}
 
 
+def _stack_reference(made: _Fabrication) -> dict[str, Any]:
+    """Another stack's outputs, as `pulumi.StackReference` reads them (a built image by digest)."""
+    stack = str(made.inputs.get("name", made.name)).rsplit("/", 1)[-1]
+    repository = f"{ACCOUNT_ID}.dkr.ecr.{REGION}.amazonaws.com/{project_name()}-{stack}-repository"
+    image_ref = f"{repository}@sha256:{_digest('image', stack)}"
+    return {"outputs": {"imageRef": image_ref}, "secretOutputNames": []}
+
+
 # What each provider computes on create, per resource type (ids, ARNs, endpoints, ...).
 _FABRICATED: dict[str, Callable[[_Fabrication], dict[str, Any]]] = {
     "aws:ec2/vpc:Vpc": lambda made: {
@@ -354,6 +362,7 @@ _FABRICATED: dict[str, Callable[[_Fabrication], dict[str, Any]]] = {
     },
     "random:index/randomPassword:RandomPassword": _password,
     "random:index/randomString:RandomString": _password,
+    "pulumi:pulumi:StackReference": _stack_reference,
 }
 
 

@@ -2,14 +2,19 @@
 
     python -m infra.ops manage <stack> -- <manage.py arguments...>
     python -m infra.ops shell <stack> [--command CMD]
+    python -m infra.ops rollback <stack> --to <digest|previous> [--force] [--yes]
+    python -m infra.ops release-check <stack> [--summary FILE]
 
 `manage` starts the web task definition as a one-off Fargate task (same subnets, security group
 and secrets as the web service) with the command `python manage.py <arguments>`, streams the
 task's CloudWatch log to stdout and exits with the command's exit code. `shell` prints the
-`aws ecs execute-command` line that opens an interactive shell in a running web task.
+`aws ecs execute-command` line that opens an interactive shell in a running web task. `rollback`
+releases an image the stack keeps (rollback.py); `release-check` is the pull request's release
+check (release_check.py).
 
 Exit codes:
-    0-255  `manage`: the exit code of `manage.py` in the task; `shell`: 0 once the line is printed
+    0-255  `manage`: the exit code of `manage.py` in the task; `shell`: 0 once the line is printed;
+           `rollback`: the exit code of its `pulumi up`; `release-check`: 1 when the change is refused
     2      the command line was not understood
     125    the operation could not be carried out (stack not deployed, the Pulumi CLI missing,
            the task did not start, no running web task, an AWS error); the reason is on stderr
@@ -88,6 +93,9 @@ class DeployedStack:
     security_group_id: str
     assign_public_ip: bool
     web_log_group: str
+    # Read only by rollback, which checks them itself (stacks deployed before they were exported).
+    image_ref: str = ""
+    repository_url: str = ""
 
     @classmethod
     def from_outputs(cls, name: str, region: str, outputs: Mapping[str, Any]) -> DeployedStack:
@@ -138,6 +146,8 @@ class DeployedStack:
             security_group_id=security_group_id,
             assign_public_ip=assign_public_ip,
             web_log_group=log_group_names[WEB_ROLE],
+            image_ref=str(outputs.get("imageRef") or ""),
+            repository_url=str(outputs.get("ecrRepositoryUrl") or ""),
         )
 
     @property
@@ -339,6 +349,18 @@ def _parser() -> argparse.ArgumentParser:
     shell.add_argument(
         "--command", default=DEFAULT_SHELL_COMMAND, help=f"command to run (default {DEFAULT_SHELL_COMMAND})"
     )
+    rollback = commands.add_parser(
+        "rollback", help="release an image the stack keeps (by digest, no build) through `pulumi up`"
+    )
+    rollback.add_argument("stack", help="Pulumi stack name, e.g. prod")
+    rollback.add_argument("--to", required=True, help="sha256:<digest> (or a full reference), or `previous`")
+    rollback.add_argument("--force", action="store_true", help="release even if the release check refuses")
+    rollback.add_argument(
+        "--yes", action="store_true", help="run `pulumi up`; without it, only say what it would do"
+    )
+    check = commands.add_parser("release-check", help="the pull request's release check and summary")
+    check.add_argument("stack", help="the stack the change will be deployed to, e.g. dev")
+    check.add_argument("--summary", type=Path, help="also write the Markdown summary to this file")
     return parser
 
 
@@ -370,21 +392,54 @@ def _manage(
     return exit_code
 
 
+def _rollback(
+    stack: DeployedStack,
+    args: argparse.Namespace,
+    client_factory: ClientFactory,
+    runner: Callable[[Sequence[str]], int] | None,
+) -> int:
+    from infra.ops import rollback
+
+    plan = rollback.plan_rollback(
+        client_factory("ecs", stack.region), client_factory("ecr", stack.region), stack, args.to
+    )
+    command = plan.command(rollback.project_name(), args.force)
+    print(f"stack {stack.name}: {plan.current.digest} -> {plan.target.digest}", file=sys.stderr)
+    if not args.yes:
+        print(f"would run (add --yes to roll back): {shlex.join(command)}", file=sys.stderr)
+        return 0
+    exit_code = rollback.run_keeping_stack_file(command, stack.name, runner or rollback.run_in_repository)
+    if exit_code != 0:
+        print(
+            f"rollback of {stack.name} did not complete (`pulumi up` exited with {exit_code}); if the "
+            "release check refused it, its reasons are above: --force releases anyway",
+            file=sys.stderr,
+        )
+    return exit_code
+
+
 def main(
     argv: Sequence[str] | None = None,
     *,
     stack_reader: Callable[[str], DeployedStack] = read_stack,
     client_factory: ClientFactory = boto3_client,
     sleep: Callable[[float], None] = time.sleep,
+    runner: Callable[[Sequence[str]], int] | None = None,
 ) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     if args.operation == "manage" and not args.manage_args:
         parser.error("give the manage.py command after the stack, e.g.: manage dev -- migrate --noinput")
     try:
+        if args.operation == "release-check":
+            from infra.ops.release_check import run_release_check
+
+            return run_release_check(args.stack, args.summary)
         stack = stack_reader(args.stack)
         if args.operation == "manage":
             return _manage(stack, args.manage_args, client_factory, sleep)
+        if args.operation == "rollback":
+            return _rollback(stack, args, client_factory, runner)
         task_arn = find_shell_task(client_factory("ecs", stack.region), stack)
         print(execute_command_line(stack, task_arn, args.command))
         return 0

@@ -19,14 +19,18 @@ import boto3
 from botocore.config import Config
 from pulumi.dynamic import CreateResult, DiffResult, ResourceProvider, UpdateResult
 
+from infra.release.compatibility import Problem, ReleaseState, release_problems
 from infra.release.rollout import RolloutTarget, check_rollout
 from infra.release.runner import (
     DEFAULT_POLL_INTERVAL_SECONDS,
+    NOTHING_UPDATED,
     Clock,
     MigrationResult,
     MigrationTask,
+    ReleaseCheckError,
     Sleep,
     run_migration,
+    run_release_check,
 )
 
 # A new image or a new migrate task definition is a new release; nothing else re-runs migrations.
@@ -89,22 +93,59 @@ class RunOnChangeProvider(ResourceProvider):
         raise NotImplementedError
 
 
+class ReleaseRefusedError(Exception):
+    """The new image is not compatible with what runs and waits; nothing was migrated."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        lines = "".join(f"\n  - {problem}" for problem in problems)
+        super().__init__(
+            f"Release refused ({len(problems)} problem(s)):{lines}\n{NOTHING_UPDATED} "
+            "To release anyway, knowing what it breaks: pulumi up --config releaseForce=true "
+            "(docs/release.md)."
+        )
+
+
 class MigrationProvider(RunOnChangeProvider):
-    """Runs the migrate task of a new image or migrate task definition."""
+    """Checks the new image against the live broker and database, then runs its migrate task."""
 
     TRIGGERS = RELEASE_TRIGGERS
 
     def _run(self, props: dict[str, Any]) -> dict[str, Any]:
         clients = self._clients(props["region"])
+        task = migration_task(props)
+        state, overridden = self._check(clients, task, props)
         result = run_migration(
             clients.ecs,
             clients.logs,
-            migration_task(props),
+            task,
             poll_interval_seconds=self._poll_interval_seconds,
             sleep=self._sleep,
             clock=self._clock,
         )
-        return release_outputs(props, result)
+        return release_outputs(props, result, state, overridden)
+
+    def _check(
+        self, clients: AwsClients, task: MigrationTask, props: dict[str, Any]
+    ) -> tuple[ReleaseState | None, list[str]]:
+        """The release gate: the state the new image reports, and the problems `force` let through."""
+        force = bool(props.get("force"))
+        try:
+            state = run_release_check(
+                clients.ecs,
+                clients.logs,
+                task,
+                poll_interval_seconds=self._poll_interval_seconds,
+                sleep=self._sleep,
+                clock=self._clock,
+            )
+        except ReleaseCheckError as error:
+            if not force:
+                raise
+            return None, [str(error)]
+        problems = release_problems(state, props.get("consumed_queues") or [])
+        if problems and not force:
+            raise ReleaseRefusedError(problems)
+        return state, [str(problem) for problem in problems]
 
 
 class RolloutCheckProvider(RunOnChangeProvider):
@@ -142,11 +183,21 @@ def migration_task(props: dict[str, Any]) -> MigrationTask:
     )
 
 
-def release_outputs(props: dict[str, Any], result: MigrationResult) -> dict[str, Any]:
-    """The resource state: the inputs of this release (what `diff` compares) and how it ran."""
+def release_outputs(
+    props: dict[str, Any], result: MigrationResult, state: ReleaseState | None, overridden: list[str]
+) -> dict[str, Any]:
+    """The resource state: the inputs of this release (what `diff` compares), how it ran, and what
+    the released image holds (its tasks, routes, Beat schedule and migrations: the release record)."""
+    applied = set(state.applied or ()) if state else set()
     return {
         **props,
         "task_arn": result.task_arn,
         "exit_code": result.exit_code,
         "duration_seconds": result.duration_seconds,
+        "tasks": list(state.tasks) if state else None,
+        "routes": dict(state.routes) if state else None,
+        "beat_schedule": {name: dict(entry) for name, entry in state.beat.items()} if state else None,
+        "migrations": list(state.migrations) if state else None,
+        "migrations_run": [name for name in state.migrations if name not in applied] if state else None,
+        "overridden": overridden,
     }

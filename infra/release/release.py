@@ -1,7 +1,10 @@
-"""The release phase: migrations run as a one-off ECS task that gates the rollout.
+"""The release phase: a compatibility gate, then migrations, as one-off ECS tasks that gate the rollout.
 
-`Release` wraps a dynamic resource whose provider (provider.py) runs the migrate task on create and
-whenever the image or the migrate task definition changes, and fails the update if the migration
+`Release` wraps a dynamic resource whose provider (provider.py), on create and whenever the image or
+the migrate task definition changes, first has the new image report its release state against the
+live database and broker and refuses the release on any problem (compatibility.py: tasks with
+waiting messages that the image no longer registers, queues no pool consumes, migrations the
+database has and the image lacks), then runs the migrate task, and fails the update if either
 fails. Web, worker and Beat services `depends_on` the Release, so a failed migration leaves the
 previous version serving. The engine never calls create/update during `pulumi preview`, and `diff`
 ignores every other input, so a preview or an update with no new release runs nothing.
@@ -9,13 +12,16 @@ ignores every other input, so a preview or an update with no new release runs no
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 import pulumi
 
 from infra.app_contract import Role
+from infra.image.reference import digest_of
 from infra.release.provider import MigrationProvider, RolloutCheckProvider
+from infra.release.record import record_output
 from infra.services.fargate import Placement
 
 DEFAULT_TIMEOUT_SECONDS = 15 * 60
@@ -32,6 +38,12 @@ class ReleaseArgs:
     timeout_seconds: int = DEFAULT_TIMEOUT_SECONDS
     # What the migrate task needs at start (network, data stores, secrets, its task's roles).
     depends_on: Sequence[pulumi.Resource] = ()
+    consumed_queues: Sequence[str] = ()  # the queues the stack's worker pools consume
+    force: bool = False  # release even if the gate finds problems (they are recorded)
+    # For the release record: where the image comes from, the build's tag, pools and Beat.
+    image_source: str = "build"
+    image_tag: str | None = None
+    operations: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.timeout_seconds <= 0:
@@ -60,12 +72,26 @@ class MigrationRun(pulumi.dynamic.Resource):
             "container_name": args.container_name,
             "region": args.region,
             "timeout_seconds": args.timeout_seconds,
+            "consumed_queues": list(args.consumed_queues),
+            "force": args.force,
             # Outputs, filled in by the provider.
-            "task_arn": None,
-            "exit_code": None,
-            "duration_seconds": None,
+            **dict.fromkeys(RELEASED),
         }
         super().__init__(MigrationProvider(), name, props, opts)
+
+
+# What the provider reports about a release (provider.release_outputs).
+RELEASED = (
+    "task_arn",
+    "exit_code",
+    "duration_seconds",
+    "tasks",
+    "routes",
+    "beat_schedule",
+    "migrations",
+    "migrations_run",
+    "overridden",
+)
 
 
 class Release(pulumi.ComponentResource):
@@ -80,12 +106,26 @@ class Release(pulumi.ComponentResource):
         self.exit_code = run.exit_code
         self.duration_seconds = run.duration_seconds
         self.task_definition_arn = run.task_definition_arn
+        released = pulumi.Output.all(**{key: getattr(run, key) for key in RELEASED})
+        self.record: pulumi.Output[dict[str, Any]] = pulumi.Output.all(args.image, released).apply(
+            lambda values: record_output(
+                {
+                    "ref": values[0],
+                    "digest": digest_of(values[0]),
+                    "source": args.image_source,
+                    "tag": args.image_tag,
+                },
+                values[1],
+                args.operations,
+            )
+        )
         self.register_outputs(
             {
                 "task_arn": self.task_arn,
                 "exit_code": self.exit_code,
                 "duration_seconds": self.duration_seconds,
                 "task_definition_arn": self.task_definition_arn,
+                "record": self.record,
             }
         )
 

@@ -14,8 +14,9 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from infra import ecs_tasks
+from infra import app_contract, ecs_tasks
 from infra.ecs_tasks import FargateNetwork, TaskLog, TaskState, client_error_text
+from infra.release.compatibility import ReleaseState, ReleaseStateError
 
 # Marks the tasks this module starts, so they stand out in `aws ecs list-tasks --started-by`.
 STARTED_BY = "pulumi-release"
@@ -36,6 +37,13 @@ class ReleaseError(Exception):
 
     def __init__(self, detail: str) -> None:
         super().__init__(f"Migration failed: {detail}")
+
+
+class ReleaseCheckError(Exception):
+    """The new image could not report its release state; nothing was migrated."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(f"Release check failed: {detail}")
 
 
 @dataclass(frozen=True)
@@ -94,11 +102,60 @@ def run_migration(
     return MigrationResult(task_arn=task_arn, exit_code=0, duration_seconds=round(clock() - started_at, 1))
 
 
-def start_task(ecs: Any, task: MigrationTask) -> str:
-    """RunTask on Fargate in the service subnets; return the task ARN."""
+def run_release_check(
+    ecs: Any,
+    logs: Any,
+    task: MigrationTask,
+    *,
+    poll_interval_seconds: float = DEFAULT_POLL_INTERVAL_SECONDS,
+    sleep: Sleep = time.sleep,
+    clock: Clock = time.monotonic,
+) -> ReleaseState:
+    """Runs `manage.py release_state --applied --live` in the new image (the migrate task definition,
+    its command replaced) against the live database and broker, and returns what it reported.
+
+    Raises ReleaseCheckError if the task does not start, fails, overruns or reports nothing usable.
+    """
+    command = app_contract.release_state_command("--applied", "--live")
+    try:
+        task_arn = start_task(ecs, task, command)
+    except ReleaseError as error:
+        raise ReleaseCheckError(str(error).removeprefix("Migration failed: ")) from error
+    deadline = clock() + task.timeout_seconds
+    seen = wait_until_stopped(ecs, task, task_arn, deadline, poll_interval_seconds, sleep, clock)
+    tail = log_tail(logs, task, task_arn, DEFAULT_LOG_TAIL_LINES)
+    if not seen.stopped:
+        raise ReleaseCheckError(
+            f"the check task {task_arn} did not finish; {_stop(ecs, task, task_arn)}.{tail}"
+        )
+    if seen.exit_code != 0:
+        raise ReleaseCheckError(
+            f"`{' '.join(command)}` in task {task_arn} ended with exit code {seen.exit_code} "
+            f"({'; '.join(seen.stop_details())}). An image without that command (one built before "
+            f"release checks existed) cannot be checked: release it with releaseForce.{tail}"
+        )
+    stream = ecs_tasks.log_stream_name(LOG_STREAM_PREFIX, task.container_name, task_arn)
+    try:
+        return ReleaseState.from_lines(TaskLog(logs, task.log_group_name, stream).read_new_lines())
+    except (ReleaseStateError, ValueError, ClientError) as error:
+        raise ReleaseCheckError(
+            f"the check task {task_arn} reported no usable state: {error}.{tail}"
+        ) from error
+
+
+def start_task(ecs: Any, task: MigrationTask, command: Sequence[str] | None = None) -> str:
+    """RunTask on Fargate in the service subnets, optionally with another command; return the task ARN."""
+    overrides = (
+        {"containerOverrides": [{"name": task.container_name, "command": list(command)}]} if command else None
+    )
     try:
         return ecs_tasks.start_task(
-            ecs, task.cluster, task.task_definition_arn, task.network, started_by=STARTED_BY
+            ecs,
+            task.cluster,
+            task.task_definition_arn,
+            task.network,
+            started_by=STARTED_BY,
+            overrides=overrides,
         )
     except ecs_tasks.TaskStartError as error:
         raise ReleaseError(

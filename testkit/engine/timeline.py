@@ -46,9 +46,13 @@ def _service(resource: RecordedResource) -> CreateTime:
 
 
 def _dynamic(resource: RecordedResource) -> CreateTime:
+    if "repository_url" in resource.inputs:
+        return CreateTime(MINUTE, "image promotion: an ECR-to-ECR copy of a ~200 MB image, under 1 min")
     if "subnet_ids" in resource.inputs:
         return CreateTime(
-            2 * MINUTE, "release: Fargate task start (image pull, ENI) about 1 min, migrations 1 min"
+            3 * MINUTE,
+            "release: two Fargate tasks (the release check, then migrations), each about 1 min to start "
+            "(image pull, ENI), migrations 1 min",
         )
     return CreateTime(15, "rollout check: one DescribeServices of a service already steady")
 

@@ -17,6 +17,7 @@ EXPORTS = {
     "beatServiceName",
     "ecrRepositoryUrl",
     "imageRef",
+    "release",
     "logGroupNames",
     "secretArns",
     "serviceSubnetIds",

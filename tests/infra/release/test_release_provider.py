@@ -6,6 +6,7 @@ checks every request against the real ECS API model; CloudWatch Logs is moto.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -23,6 +24,7 @@ from pulumi.dynamic.dynamic import serialize_provider
 from pulumi.runtime.rpc import UNKNOWN
 
 import infra
+from infra import app_contract
 from infra.release.provider import AwsClients, MigrationProvider
 from infra.release.runner import (
     DEFAULT_POLL_INTERVAL_SECONDS,
@@ -39,6 +41,20 @@ LOG_GROUP = "/ecs/djcelery-dev"
 TASK_ID = "0f1e2d3c4b5a69788796a5b4c3d2e1f0"
 TASK_ARN = f"arn:aws:ecs:{REGION}:123456789012:task/{CLUSTER}/{TASK_ID}"
 LOG_STREAM = f"migrate/migrate/{TASK_ID}"
+# The release check runs before the migration, as its own task of the migrate task definition.
+CHECK_TASK_ID = "9a8b7c6d5e4f30211203f4e5d6c7b8a9"
+CHECK_TASK_ARN = f"arn:aws:ecs:{REGION}:123456789012:task/{CLUSTER}/{CHECK_TASK_ID}"
+# What an image with nothing waiting and nothing unknown reports.
+QUIET_STATE: dict[str, Any] = {
+    "tasks": ["signups.tasks.send_welcome_email"],
+    "routes": {"signups.tasks.send_welcome_email": "email"},
+    "beat": {},
+    "migrations": ["signups.0001_initial"],
+    "contract": [],
+    "retired": [],
+    "applied": ["signups.0001_initial"],
+    "live": {"queues": {}, "unacked": {}, "beat_entries": {}},
+}
 
 MIGRATION_TASK = MigrationTask(
     cluster=CLUSTER,
@@ -80,6 +96,40 @@ class ScriptedEcs:
             {"tasks": [{"taskArn": TASK_ARN, "lastStatus": "PROVISIONING"}], "failures": []},
             expected_run_task(task_definition_arn),
         )
+
+    def check_task_reports(
+        self,
+        logs: Any,
+        state: dict[str, Any],
+        exit_code: int = 0,
+        task_definition_arn: str = TASK_DEFINITION_ARN,
+    ) -> None:
+        """The release check task starts, prints `state` as `release_state` does, and exits."""
+        check = {"containerOverrides": [
+            {"name": "migrate", "command": app_contract.release_state_command("--applied", "--live")}
+        ]}  # fmt: skip
+        self.stubber.add_response(
+            "run_task",
+            {"tasks": [{"taskArn": CHECK_TASK_ARN, "lastStatus": "PROVISIONING"}], "failures": []},
+            {**expected_run_task(task_definition_arn), "overrides": check},
+        )
+        self.stubber.add_response(
+            "describe_tasks",
+            {
+                "tasks": [
+                    {
+                        "taskArn": CHECK_TASK_ARN,
+                        "lastStatus": "STOPPED",
+                        "stopCode": "EssentialContainerExited",
+                        "containers": [{"name": "migrate", "lastStatus": "STOPPED", "exitCode": exit_code}],
+                    }
+                ],
+                "failures": [],
+            },
+            {"cluster": CLUSTER, "tasks": [CHECK_TASK_ARN]},
+        )
+        lines = ['{"level": "INFO", "message": "starting"}', *state_lines(state)] if state else []
+        write_log(logs, lines or ["Unknown command: 'release_state'"], f"migrate/migrate/{CHECK_TASK_ID}")
 
     def run_task_fails(self, reason: str) -> None:
         self.stubber.add_response(
@@ -149,12 +199,19 @@ def logs(aws: None) -> Any:
     return client
 
 
-def write_log(logs: Any, lines: list[str]) -> None:
-    logs.create_log_stream(logGroupName=LOG_GROUP, logStreamName=LOG_STREAM)
+def state_lines(state: dict[str, Any], part_chars: int = 300) -> list[str]:
+    """`state` in the marked parts `manage.py release_state` prints."""
+    text = json.dumps(state)
+    parts = [text[start : start + part_chars] for start in range(0, len(text), part_chars)]
+    return [f"RELEASE_STATE {number}/{len(parts)} {part}" for number, part in enumerate(parts, start=1)]
+
+
+def write_log(logs: Any, lines: list[str], stream: str = LOG_STREAM) -> None:
+    logs.create_log_stream(logGroupName=LOG_GROUP, logStreamName=stream)
     now_ms = int(time.time() * 1000)
     logs.put_log_events(
         logGroupName=LOG_GROUP,
-        logStreamName=LOG_STREAM,
+        logStreamName=stream,
         logEvents=[{"timestamp": now_ms + index, "message": line} for index, line in enumerate(lines)],
     )
 
@@ -327,6 +384,8 @@ RELEASE_INPUTS = {
     "container_name": "migrate",
     "region": REGION,
     "timeout_seconds": 900.0,  # numbers reach providers as floats
+    "consumed_queues": ["default", "email"],
+    "force": False,
     "__provider": "serialized-provider",
 }
 
@@ -343,6 +402,7 @@ def provider_on(ecs: ScriptedEcs, logs: Any) -> MigrationProvider:
 
 
 def test_create_runs_the_migration_and_records_how_it_ran(ecs: ScriptedEcs, logs: Any) -> None:
+    ecs.check_task_reports(logs, QUIET_STATE)
     ecs.run_task_starts()
     ecs.task_is("RUNNING")
     ecs.task_exits(0)
@@ -355,10 +415,13 @@ def test_create_runs_the_migration_and_records_how_it_ran(ecs: ScriptedEcs, logs
     assert outputs["duration_seconds"] == DEFAULT_POLL_INTERVAL_SECONDS
     assert outputs["task_definition_arn"] == TASK_DEFINITION_ARN
     assert outputs["image"] == RELEASE_INPUTS["image"], "the state must remember which image was migrated"
+    assert outputs["tasks"] == QUIET_STATE["tasks"] and outputs["migrations"] == QUIET_STATE["migrations"]
+    assert outputs["migrations_run"] == [] and outputs["overridden"] == []
 
 
 def test_update_runs_the_new_migrate_task_definition(ecs: ScriptedEcs, logs: Any) -> None:
     new_task_definition = TASK_DEFINITION_ARN.replace(":7", ":8")
+    ecs.check_task_reports(logs, QUIET_STATE, task_definition_arn=new_task_definition)
     ecs.run_task_starts(new_task_definition)
     ecs.task_exits(0)
 
@@ -370,6 +433,7 @@ def test_update_runs_the_new_migrate_task_definition(ecs: ScriptedEcs, logs: Any
 
 
 def test_a_failed_migration_fails_create(ecs: ScriptedEcs, logs: Any) -> None:
+    ecs.check_task_reports(logs, QUIET_STATE)
     ecs.run_task_starts()
     ecs.task_exits(3)
 

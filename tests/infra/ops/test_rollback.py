@@ -1,0 +1,208 @@
+"""`python -m infra.ops rollback`: which image, the checks before `pulumi up`, and the update itself.
+
+ECS's task definition history is botocore's Stubber (checked against the real API model); the
+repository is moto's ECR; `pulumi up` is a recorded stand-in, so the test sees the exact command
+and that the stack file is left as it was. The release check that refuses an image older than the
+database runs inside that `pulumi up` (tests/infra/release/test_release_gate.py).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import boto3
+import botocore.session
+import pytest
+from botocore.stub import Stubber
+from moto import mock_aws
+
+from infra.ops import cli as ops
+from infra.ops import rollback
+from infra.ops.cli import DeployedStack, OpsError
+from tests.infra.ops.test_ops import OUTPUTS, REGION
+
+REPOSITORY = "djcelery-prod-repository"
+REPOSITORY_URL = f"123456789012.dkr.ecr.{REGION}.amazonaws.com/{REPOSITORY}"
+FAMILY = "djcelery-prod-web"
+CURRENT, PREVIOUS, OLDER = ("sha256:" + letter * 64 for letter in "cba")
+
+
+def image_manifest(layer: str) -> str:
+    return json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+            "config": {"digest": "sha256:" + layer * 64, "size": 1},
+            "layers": [],
+        }
+    )
+
+
+def revision_arn(revision: int) -> str:
+    return f"arn:aws:ecs:{REGION}:123456789012:task-definition/{FAMILY}:{revision}"
+
+
+@pytest.fixture
+def stack() -> DeployedStack:
+    outputs = {
+        **OUTPUTS,
+        "webTaskDefinitionArn": revision_arn(9),
+        "imageRef": f"{REPOSITORY_URL}@{CURRENT}",
+        "ecrRepositoryUrl": REPOSITORY_URL,
+    }
+    return DeployedStack.from_outputs("prod", REGION, outputs)
+
+
+@pytest.fixture
+def ecr(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """The stack's repository; it keeps the images pushed here, with the digests the test names."""
+    for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    with mock_aws():
+        client = boto3.client("ecr", region_name=REGION)
+        client.create_repository(repositoryName=REPOSITORY)
+        for digest, layer in ((CURRENT, "1"), (PREVIOUS, "2")):
+            client.put_image(
+                repositoryName=REPOSITORY, imageManifest=image_manifest(layer), imageDigest=digest
+            )
+        yield client
+
+
+@pytest.fixture
+def ecs() -> Iterator[tuple[Any, Stubber]]:
+    client = botocore.session.get_session().create_client(
+        "ecs", region_name=REGION, aws_access_key_id="testing", aws_secret_access_key="testing"
+    )
+    with Stubber(client) as stubber:
+        yield client, stubber
+        stubber.assert_no_pending_responses()
+
+
+def describes(stubber: Stubber, revision: int, digest: str) -> None:
+    stubber.add_response(
+        "describe_task_definition",
+        {
+            "taskDefinition": {
+                "taskDefinitionArn": revision_arn(revision),
+                "family": FAMILY,
+                "revision": revision,
+                "containerDefinitions": [{"name": "web", "image": f"{REPOSITORY_URL}@{digest}"}],
+            }
+        },
+        {"taskDefinition": revision_arn(revision)},
+    )
+
+
+def lists(stubber: Stubber, status: str, revisions: Sequence[int]) -> None:
+    stubber.add_response(
+        "list_task_definitions",
+        {"taskDefinitionArns": [revision_arn(revision) for revision in revisions]},
+        {"familyPrefix": FAMILY, "status": status, "sort": "DESC"},
+    )
+
+
+def test_previous_is_the_newest_earlier_revision_with_another_image(
+    ecs: tuple[Any, Stubber], ecr: Any, stack: DeployedStack
+) -> None:
+    client, stubber = ecs
+    describes(stubber, 9, CURRENT)
+    lists(stubber, "ACTIVE", [9, 8, 7])
+    lists(stubber, "INACTIVE", [6])
+    describes(stubber, 8, CURRENT)  # a settings change: same image
+    describes(stubber, 7, PREVIOUS)
+
+    plan = rollback.plan_rollback(client, ecr, stack, "previous")
+
+    assert (plan.current.digest, plan.target.digest) == (CURRENT, PREVIOUS)
+    assert plan.command("djcelery", force=False) == [
+        "pulumi",
+        "up",
+        "--stack",
+        "prod",
+        "--yes",
+        "--non-interactive",
+        "--config",
+        f"djcelery:imageRef={REPOSITORY_URL}@{PREVIOUS}",
+        "--config",
+        "djcelery:imageFromStack=",
+    ]
+    assert plan.command("djcelery", force=True)[-2:] == ["--config", "djcelery:releaseForce=true"]
+
+
+def test_a_digest_of_the_stack_repository_is_checked_against_what_it_keeps(
+    ecs: tuple[Any, Stubber], ecr: Any, stack: DeployedStack
+) -> None:
+    client, _ = ecs
+    assert rollback.plan_rollback(client, ecr, stack, PREVIOUS).target.digest == PREVIOUS
+    with pytest.raises(OpsError, match=r"no longer keeps sha256:a{64}.*ecrKeepImages"):
+        rollback.plan_rollback(client, ecr, stack, OLDER)
+
+
+@pytest.mark.parametrize(
+    ("to", "refusal"),
+    [
+        (CURRENT, "already runs"),
+        (
+            f"123456789012.dkr.ecr.{REGION}.amazonaws.com/djcelery-dev-repository@{PREVIOUS}",
+            "not in the stack's",
+        ),
+        ("djcelery:v1.2", "not an image reference by digest"),
+    ],
+    ids=["current", "elsewhere", "tag"],
+)
+def test_targets_that_are_not_a_kept_other_image_are_refused(
+    ecs: tuple[Any, Stubber], ecr: Any, stack: DeployedStack, to: str, refusal: str
+) -> None:
+    with pytest.raises(OpsError, match=refusal):
+        rollback.plan_rollback(ecs[0], ecr, stack, to)
+
+
+def test_previous_without_an_earlier_image_says_to_give_a_digest(
+    ecs: tuple[Any, Stubber], ecr: Any, stack: DeployedStack
+) -> None:
+    client, stubber = ecs
+    describes(stubber, 9, CURRENT)
+    lists(stubber, "ACTIVE", [9, 8])
+    lists(stubber, "INACTIVE", [])
+    describes(stubber, 8, CURRENT)
+    with pytest.raises(OpsError, match="--to sha256:<digest>"):
+        rollback.plan_rollback(client, ecr, stack, "previous")
+
+
+def test_the_stack_file_is_restored_after_the_update(tmp_path: Path) -> None:
+    stack_file = tmp_path / "Pulumi.prod.yaml"
+    stack_file.write_text("config:\n  djcelery:imageFromStack: organization/djcelery/dev\n")
+
+    def pulumi_up(command: Sequence[str]) -> int:
+        stack_file.write_text("config:\n  djcelery:imageRef: changed\n")  # what `--config` does
+        return 0
+
+    assert rollback.run_keeping_stack_file(["pulumi", "up"], "prod", pulumi_up, tmp_path) == 0
+    assert "imageFromStack" in stack_file.read_text()
+    assert rollback.run_keeping_stack_file(["pulumi", "up"], "pr-9", pulumi_up, tmp_path) == 0
+    assert not (tmp_path / "Pulumi.pr-9.yaml").exists(), "a stack file that did not exist must not stay"
+
+
+def test_the_command_line_plans_without_yes_and_rolls_back_with_it(
+    ecs: tuple[Any, Stubber], ecr: Any, stack: DeployedStack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ran: list[Sequence[str]] = []
+    clients = {"ecs": ecs[0], "ecr": ecr}
+
+    def main(*argv: str, exit_code: int = 0) -> int:
+        return ops.main(
+            ["rollback", "prod", "--to", PREVIOUS, *argv],
+            stack_reader=lambda _name: stack,
+            client_factory=lambda service, _region: clients[service],
+            runner=lambda command: ran.append(command) or exit_code,
+        )
+
+    assert main() == 0 and ran == []
+    assert "add --yes" in capsys.readouterr().err
+    assert main("--yes") == 0 and ran[0][:3] == ["pulumi", "up", "--stack"]
+    assert main("--yes", "--force", exit_code=255) == 255
+    assert "--force releases anyway" in capsys.readouterr().err
+    assert ran[-1][-1] == "djcelery:releaseForce=true"
