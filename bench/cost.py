@@ -36,11 +36,16 @@ class UsageAssumptions:
     log_gb_per_month: float  # CloudWatch Logs ingestion, all services together
     nat_gb_per_month: float  # traffic through NAT gateways (image pulls, outbound email, AWS APIs)
     alb_average_lcu: float  # load balancer capacity units in use, averaged over the month
+    web_requests_millions: float  # requests to the load balancer a month (WAF inspects each one)
 
 
 ASSUMPTIONS = {
-    "dev": UsageAssumptions(log_gb_per_month=2, nat_gb_per_month=5, alb_average_lcu=0.1),
-    "prod": UsageAssumptions(log_gb_per_month=20, nat_gb_per_month=50, alb_average_lcu=1.0),
+    "dev": UsageAssumptions(
+        log_gb_per_month=2, nat_gb_per_month=5, alb_average_lcu=0.1, web_requests_millions=0.5
+    ),
+    "prod": UsageAssumptions(
+        log_gb_per_month=20, nat_gb_per_month=50, alb_average_lcu=1.0, web_requests_millions=10
+    ),
 }
 # The same stack with config values it already accepts, to show what each choice saves.
 VARIANTS = {
@@ -58,6 +63,9 @@ NOT_MODELLED = (
     "ALB access logs in S3, SNS notifications",
     "one-off migration tasks (a minute or two of Fargate per deploy)",
     "Secrets Manager and CloudWatch API calls other than PutMetricData",
+    "the Route 53 hosted zone of your domain (it exists before the stack) and queries to the "
+    "certificate's validation record",
+    "web tasks beyond webMinCount while autoscaling has added them (their task-hour price is shown)",
 )
 
 
@@ -185,14 +193,28 @@ def fargate_services(run: ProgramRun) -> list[FargateServiceShape]:
 
 
 def fargate(run: ProgramRun, prices: PriceTable, usage: UsageAssumptions) -> Iterable[LineItem]:
+    ranges = _scaling_ranges(run)
     for shape in fargate_services(run):
         task_hour = prices.fargate_task_hour(
             shape.vcpu, shape.memory_gb, shape.architecture, shape.spot_share
         )
         quantity = f"{shape.tasks} x ({shape.capacity})"
-        if shape.tasks == 0:
-            quantity += f"; ${task_hour:.4f} per task-hour when scaled out"
+        low, high = ranges.get(shape.name, (shape.tasks, shape.tasks))
+        if shape.tasks == 0 or high > low:
+            quantity += f"; autoscaled {low}-{high}, ${task_hour:.4f} per task-hour when scaled out"
         yield LineItem("Fargate", f"service {shape.name}", quantity, _month(prices, shape.tasks * task_hour))
+
+
+def _scaling_ranges(run: ProgramRun) -> dict[str, tuple[int, int]]:
+    """Service logical name -> the (min, max) task count of its Application Auto Scaling target."""
+    by_physical = {service.inputs["name"]: service.name for service in run.of_type("aws:ecs/service:Service")}
+    ranges = {}
+    for target in run.of_type("aws:appautoscaling/target:Target"):
+        physical = str(target.inputs["resourceId"]).rsplit("/", 1)[-1]
+        if physical in by_physical:
+            logical = by_physical[physical].removesuffix("-service")
+            ranges[logical] = (int(target.inputs["minCapacity"]), int(target.inputs["maxCapacity"]))
+    return ranges
 
 
 def databases(run: ProgramRun, prices: PriceTable, usage: UsageAssumptions) -> Iterable[LineItem]:
@@ -269,6 +291,40 @@ def public_ipv4(run: ProgramRun, prices: PriceTable, usage: UsageAssumptions) ->
                 f"{shape.tasks}",
                 _month(prices, shape.tasks * hourly),
             )
+
+
+def firewall(run: ProgramRun, prices: PriceTable, usage: UsageAssumptions) -> Iterable[LineItem]:
+    """AWS WAF: the web ACL, each of its rules (a managed rule group counts as one), every request."""
+    for acl in run.of_type("aws:wafv2/webAcl:WebAcl"):
+        rules = len(acl.inputs.get("rules") or [])
+        yield LineItem("WAF", f"web ACL {acl.name}", "1 web ACL", prices.usd("waf_web_acl_month"))
+        yield LineItem("WAF", "rules", f"{rules}", rules * prices.usd("waf_rule_month"))
+        yield LineItem(
+            "WAF",
+            "requests inspected (assumed)",
+            f"{usage.web_requests_millions:g} million",
+            usage.web_requests_millions * prices.usd("waf_requests_million"),
+        )
+
+
+def domain(run: ProgramRun, prices: PriceTable, usage: UsageAssumptions) -> Iterable[LineItem]:
+    """The custom domain: alias records to the load balancer and an ACM public certificate, both free."""
+    aliases = [record for record in run.of_type("aws:route53/record:Record") if record.inputs.get("aliases")]
+    if aliases:
+        yield LineItem(
+            "DNS and TLS",
+            "queries to alias records of the load balancer",
+            f"{len(aliases)} alias records (A, AAAA)",
+            usage.web_requests_millions * prices.usd("route53_alias_queries_million"),
+        )
+    certificates = run.of_type("aws:acm/certificate:Certificate")
+    if certificates:
+        yield LineItem(
+            "DNS and TLS",
+            "ACM public certificate",
+            f"{len(certificates)}",
+            len(certificates) * prices.usd("acm_public_certificate_month"),
+        )
 
 
 def secrets(run: ProgramRun, prices: PriceTable, usage: UsageAssumptions) -> Iterable[LineItem]:
@@ -374,6 +430,8 @@ ESTIMATORS: Sequence[Callable[[ProgramRun, PriceTable, UsageAssumptions], Iterab
     caches,
     nat_gateways,
     public_ipv4,
+    firewall,
+    domain,
     secrets,
     logs,
     queue_metrics,

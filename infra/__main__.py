@@ -90,6 +90,7 @@ watched = WatchedResources(
     load_balancer.target_group_arn_suffix,
     database.instance_identifier,
     broker.member_cluster_ids,
+    load_balancer.web_acl_name,
 )
 observability = Observability(
     "observability", ObservabilityArgs.for_stack(config, names, cloud, cluster.arn, watched), aws_only
@@ -135,7 +136,8 @@ services = AppServices(
         runtime,
         placement,
         load_balancer.target_group_arn,
-        load_balancer.listeners,
+        load_balancer.edge,
+        load_balancer.request_count_label,
         observability.topic_arn,
         depends_on=[*task_prerequisites, release],
     ),

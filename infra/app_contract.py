@@ -40,6 +40,8 @@ PRODUCTION_SETTINGS = "config.settings.production"
 # --- Health ------------------------------------------------------------------------------------
 LIVENESS_PATH = "/healthz"
 READINESS_PATH = "/readyz"
+# The Django admin (app/config/urls.py); the load balancer lets only adminAllowedCidrs reach it.
+ADMIN_PATH = "/admin/"
 # Worker and Beat touch these files from their main process; the container health check reads
 # their age instead of starting a whole Celery process (`celery inspect ping`) every interval.
 WORKER_HEARTBEAT_FILE = f"{WRITABLE_TMP}/celery-worker-heartbeat"

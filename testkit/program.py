@@ -30,6 +30,14 @@ PROJECT_FILE = ROOT / "Pulumi.yaml"
 ACCOUNT_ID = "123456789012"
 REGION = "us-east-1"
 AVAILABILITY_ZONES = ("us-east-1a", "us-east-1b", "us-east-1c")
+# What the owner of a stack sets with `pulumi config set` before its first deploy, because no stack
+# file in the repository can know it: Pulumi.prod.yaml requires HTTPS and leaves the domain to its
+# owner, so a fresh clone gets the configuration error instead of deploying a made-up domain. Runs
+# of a stack get these example values the way its owner's stack file would have them; pass
+# `owner_config=False` for the stack file as the repository ships it.
+OWNER_CONFIG: dict[str, dict[str, object]] = {
+    "prod": {"domainName": "app.example.com", "hostedZoneId": "Z0EXAMPLE1234567890AB"},
+}
 
 
 @dataclass(frozen=True)
@@ -105,8 +113,11 @@ def project_name() -> str:
     return str(yaml.safe_load(PROJECT_FILE.read_text())["name"])
 
 
-def stack_config(stack: str, overrides: Mapping[str, object] | None = None) -> dict[str, str]:
-    """Namespaced config for `stack`: Pulumi.yaml defaults, then Pulumi.<stack>.yaml, then overrides."""
+def stack_config(
+    stack: str, overrides: Mapping[str, object] | None = None, owner_config: bool = True
+) -> dict[str, str]:
+    """Namespaced config for `stack`: Pulumi.yaml defaults, then Pulumi.<stack>.yaml, then what its
+    owner sets (OWNER_CONFIG, unless `owner_config` is false), then overrides."""
     project = yaml.safe_load(PROJECT_FILE.read_text())
     name = project["name"]
 
@@ -128,17 +139,20 @@ def stack_config(stack: str, overrides: Mapping[str, object] | None = None) -> d
             if isinstance(value, dict) and set(value) == {"secure"}:
                 raise ValueError(f"{stack_file.name}: {key} is encrypted; tests need plain config")
             config[namespaced(key)] = _encode(value)
-    for key, value in (overrides or {}).items():
+    owners = OWNER_CONFIG.get(stack, {}) if owner_config else {}
+    for key, value in {**owners, **(overrides or {})}.items():
         config[namespaced(key)] = _encode(value)
     return config
 
 
-def bare_config(stack: str, overrides: Mapping[str, object] | None = None) -> dict[str, str]:
+def bare_config(
+    stack: str, overrides: Mapping[str, object] | None = None, owner_config: bool = True
+) -> dict[str, str]:
     """This project's keys of `stack_config`, without their namespace (what `validate()` takes)."""
     prefix = f"{project_name()}:"
     return {
         key[len(prefix) :]: value
-        for key, value in stack_config(stack, overrides).items()
+        for key, value in stack_config(stack, overrides, owner_config).items()
         if key.startswith(prefix)
     }
 
@@ -286,6 +300,24 @@ def _secret(made: _Fabrication) -> dict[str, Any]:
     return {"arn": arn, "id": arn}
 
 
+def _certificate(made: _Fabrication) -> dict[str, Any]:
+    """ACM names one CNAME record per domain to prove control of it."""
+    domain = str(made.inputs.get("domainName"))
+    token = _digest("acm", domain)
+    return {
+        "arn": _arn("acm", f"certificate/{made.suffix}-{token[:4]}"),
+        "status": "PENDING_VALIDATION",
+        "domainValidationOptions": [
+            {
+                "domainName": domain,
+                "resourceRecordName": f"_{token[:32]}.{domain}.",
+                "resourceRecordType": "CNAME",
+                "resourceRecordValue": f"_{token[32:64]}.xlfgrmvvlj.acm-validations.aws.",
+            }
+        ],
+    }
+
+
 def _password(made: _Fabrication) -> dict[str, Any]:
     return {"result": (_digest("secret", made.name) * 4)[: int(made.inputs.get("length", 32))]}
 
@@ -303,6 +335,8 @@ _FABRICATED: dict[str, Callable[[_Fabrication], dict[str, Any]]] = {
     "aws:ec2/vpc:Vpc": lambda made: {
         "id": f"vpc-{made.suffix}",
         "defaultSecurityGroupId": f"sg-d{made.suffix}",
+        # Amazon assigns a /56 when assignGeneratedIpv6CidrBlock is set.
+        "ipv6CidrBlock": "2600:1f18:4a3:6e00::/56" if made.inputs.get("assignGeneratedIpv6CidrBlock") else "",
     },
     "aws:ec2/subnet:Subnet": lambda made: {"id": f"subnet-{made.suffix}"},
     "aws:ec2/securityGroup:SecurityGroup": lambda made: {"id": f"sg-{made.suffix}"},
@@ -334,6 +368,22 @@ _FABRICATED: dict[str, Callable[[_Fabrication], dict[str, Any]]] = {
     },
     "aws:lb/listener:Listener": lambda made: {
         "arn": _arn("elasticloadbalancing", f"listener/app/{made.physical}/{made.suffix}")
+    },
+    "aws:lb/listenerRule:ListenerRule": lambda made: {
+        "arn": _arn("elasticloadbalancing", f"listener-rule/app/{made.physical}/{made.suffix}")
+    },
+    "aws:acm/certificate:Certificate": _certificate,
+    "aws:acm/certificateValidation:CertificateValidation": lambda made: {
+        "id": str(made.inputs.get("certificateArn"))
+    },
+    "aws:route53/record:Record": lambda made: {
+        "id": f"{made.inputs.get('zoneId')}_{made.inputs.get('name')}_{made.inputs.get('type')}",
+        "fqdn": str(made.inputs.get("name", "")).rstrip("."),
+    },
+    "aws:wafv2/webAcl:WebAcl": lambda made: {
+        "id": f"{made.suffix}-web-acl",
+        "arn": _arn("wafv2", f"regional/webacl/{made.physical}/{made.suffix}"),
+        "capacity": 927,
     },
     "aws:s3/bucket:Bucket": lambda made: {
         "id": made.physical,
@@ -412,11 +462,14 @@ class RecordingMonitor(MockMonitor):
 
 
 def run_program(
-    stack: str, overrides: Mapping[str, object] | None = None, preview: bool = False
+    stack: str,
+    overrides: Mapping[str, object] | None = None,
+    preview: bool = False,
+    owner_config: bool = True,
 ) -> ProgramRun:
     """Runs infra/ for `stack`; raises ProgramFailed (with what was declared so far) if it raises."""
     project = project_name()
-    config = stack_config(stack, overrides)
+    config = stack_config(stack, overrides, owner_config)
     mocks = FabricatingMocks()
     monitor = RecordingMonitor(mocks)
     pulumi.runtime.reset_options(project=project, stack=stack, preview=preview)
@@ -446,5 +499,5 @@ def run_program(
         stack=stack,
         resources=list(monitor.recorded),
         outputs=unwrap_secrets(outputs),
-        config=bare_config(stack, overrides),
+        config=bare_config(stack, overrides, owner_config),
     )

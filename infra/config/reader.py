@@ -66,6 +66,7 @@ class ConfigReader:
         self._secret_keys = frozenset(secret_keys)
         self.problems: list[ConfigProblem] = []
         self.read_keys: set[str] = set()
+        self.retired_keys: set[str] = set()
 
     # --- recording -----------------------------------------------------------------------------
 
@@ -136,6 +137,12 @@ class ConfigReader:
         if self.boolean(key):
             self.report(key, self.raw(key), f"false ({reason})")
 
+    def retired(self, key: str, instead: str) -> None:
+        """A key the project no longer reads: a stack that still sets it learns what replaced it."""
+        if key in self._raw:
+            self.retired_keys.add(key)
+            self.report(key, self._raw[key], f"no longer a key: {instead}")
+
     def json_value(self, key: str) -> object:
         """A list or object key: JSON text from the CLI, or already parsed (stack files in tests)."""
         value = self.raw(key)
@@ -152,7 +159,7 @@ class ConfigReader:
     def report_unknown_keys(self) -> None:
         """Keys of the project's namespace that no part read: typos such as `webDesiredCont`."""
         known = sorted(self.read_keys)
-        for key in sorted(set(self._raw) - self.read_keys):
+        for key in sorted(set(self._raw) - self.read_keys - self.retired_keys):
             close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
             hint = f"did you mean {close[0]}? " if close else ""
             self.report(key, self._raw[key], f"no such key; {hint}known keys: {', '.join(known)}")

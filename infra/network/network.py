@@ -1,13 +1,17 @@
 """VPC over two AZs, public and private subnets, optional NAT gateways, and the security groups.
 
-Traffic allowed, and nothing else: the internet reaches the ALB (80, and 443 with a certificate),
-the ALB reaches the app tasks on the container port, the app tasks reach PostgreSQL (5432) and
-Redis (6379). With `natMode: none` the tasks run in the public subnets with a public IP so they
-can pull the image and reach AWS APIs; their security group still admits only the ALB.
+Traffic allowed, and nothing else: the internet reaches the ALB (80, and 443 with a certificate,
+over IPv4 and IPv6), the ALB reaches the app tasks on the container port, the app tasks reach
+PostgreSQL (5432) and Redis (6379). With `natMode: none` the tasks run in the public subnets with a
+public IP so they can pull the image and reach AWS APIs; their security group still admits only the
+ALB. The VPC has an Amazon-provided IPv6 block and each public subnet a /64 of it, so the
+load balancer is dual-stack (a custom domain gets an AAAA record besides its A record); tasks and
+data stores stay IPv4-only in their subnets.
 """
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 
 import pulumi
@@ -23,6 +27,8 @@ PRIVATE_SUBNET_CIDRS = ("10.0.128.0/20", "10.0.144.0/20")
 POSTGRES_PORT = 5432
 REDIS_PORT = 6379
 ANYWHERE = "0.0.0.0/0"
+ANYWHERE_IPV6 = "::/0"
+IPV6_SUBNET_PREFIX = 64  # the only size AWS accepts for a subnet's IPv6 block
 NAT_GATEWAYS = {"none": 0, "single": 1, "per_az": AZ_COUNT}
 
 
@@ -49,6 +55,7 @@ class Network(pulumi.ComponentResource):
         vpc = aws.ec2.Vpc(
             f"{name}-vpc",
             cidr_block=VPC_CIDR,
+            assign_generated_ipv6_cidr_block=True,
             enable_dns_hostnames=True,
             enable_dns_support=True,
             tags={"Name": f"{name}-vpc"},
@@ -92,7 +99,10 @@ class Network(pulumi.ComponentResource):
         public_routes = aws.ec2.RouteTable(
             f"{name}-public",
             vpc_id=vpc.id,
-            routes=[aws.ec2.RouteTableRouteArgs(cidr_block=ANYWHERE, gateway_id=internet_gateway.id)],
+            routes=[
+                aws.ec2.RouteTableRouteArgs(cidr_block=ANYWHERE, gateway_id=internet_gateway.id),
+                aws.ec2.RouteTableRouteArgs(ipv6_cidr_block=ANYWHERE_IPV6, gateway_id=internet_gateway.id),
+            ],
             opts=child,
         )
         public = [self._subnet("public", index, vpc, zones.names[index]) for index in range(AZ_COUNT)]
@@ -115,12 +125,18 @@ class Network(pulumi.ComponentResource):
         return public, private
 
     def _subnet(self, tier: str, index: int, vpc: aws.ec2.Vpc, zone: pulumi.Input[str]) -> aws.ec2.Subnet:
+        public = tier == "public"
         return aws.ec2.Subnet(
             f"{self._name}-{tier}-{index}",
             vpc_id=vpc.id,
-            cidr_block=(PUBLIC_SUBNET_CIDRS if tier == "public" else PRIVATE_SUBNET_CIDRS)[index],
+            cidr_block=(PUBLIC_SUBNET_CIDRS if public else PRIVATE_SUBNET_CIDRS)[index],
+            # The dual-stack load balancer needs an IPv6 block in each of its subnets.
+            ipv6_cidr_block=vpc.ipv6_cidr_block.apply(lambda block: ipv6_subnet(block, index))
+            if public
+            else None,
             availability_zone=zone,
             map_public_ip_on_launch=False,
+            assign_ipv6_address_on_creation=False,
             tags={"Name": f"{self._name}-{tier}-{index}"},
             opts=pulumi.ResourceOptions(parent=self),
         )
@@ -148,6 +164,16 @@ class Network(pulumi.ComponentResource):
                 to_port=port,
                 cidr_ipv4=ANYWHERE,
                 description=f"port {port} from the internet",
+                opts=child,
+            )
+            aws.vpc.SecurityGroupIngressRule(
+                f"{name}-alb-in-{port}-ipv6",
+                security_group_id=alb.id,
+                ip_protocol="tcp",
+                from_port=port,
+                to_port=port,
+                cidr_ipv6=ANYWHERE_IPV6,
+                description=f"port {port} from the internet over IPv6",
                 opts=child,
             )
         self._allow(
@@ -218,3 +244,12 @@ class Network(pulumi.ComponentResource):
             description=description,
             opts=pulumi.ResourceOptions(parent=self),
         )
+
+
+def ipv6_subnet(vpc_block: str, index: int) -> str:
+    """The `index`-th /64 of the VPC's IPv6 block (AWS assigns a /56: 256 of them)."""
+    network = ipaddress.IPv6Network(vpc_block)
+    if index >= 2 ** (IPV6_SUBNET_PREFIX - network.prefixlen):
+        raise ValueError(f"{vpc_block} has no /{IPV6_SUBNET_PREFIX} number {index}")
+    start = int(network.network_address) + (index << (128 - IPV6_SUBNET_PREFIX))
+    return str(ipaddress.IPv6Network((start, IPV6_SUBNET_PREFIX)))

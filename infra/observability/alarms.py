@@ -25,6 +25,8 @@ from infra.observability.metrics import (
     web_5xx_rate,
 )
 
+WEB_AT_MAX_MINUTES = 15
+
 
 @dataclass(frozen=True)
 class AlarmRule:
@@ -53,6 +55,7 @@ def alarm_rules(
     publish_interval_seconds: int,
     web_serves_traffic: bool,
     beat_pool: str | None,
+    web_max_tasks: int | None = None,
 ) -> list[AlarmRule]:
     """The alarms the stack declares. Which exist depends only on plain config values."""
     rules = [
@@ -140,6 +143,26 @@ def alarm_rules(
                 evaluation_periods=3,
                 datapoints_to_alarm=3,
                 treat_missing_data="breaching",
+            )
+        )
+    if web_max_tasks is not None:
+        rules.append(
+            AlarmRule(
+                key="web-at-max-tasks",
+                description=(
+                    f"The web service has run at its maximum of {web_max_tasks} tasks for "
+                    f"{WEB_AT_MAX_MINUTES} minutes: autoscaling cannot add more. Raise webMaxCount, "
+                    "or a bigger task size (webCpu, webMemory)."
+                ),
+                watches=lambda stack: target_group_metric(
+                    stack, "HealthyHostCount", "Minimum", "healthy targets"
+                ),
+                comparison="GreaterThanOrEqualToThreshold",
+                threshold=web_max_tasks,
+                # Longer than a deployment, during which old and new tasks are both healthy.
+                evaluation_periods=WEB_AT_MAX_MINUTES,
+                datapoints_to_alarm=WEB_AT_MAX_MINUTES,
+                treat_missing_data="notBreaching",
             )
         )
     if beat_pool is not None:

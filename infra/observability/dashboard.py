@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from infra.observability.config import AlarmsConfig
@@ -10,13 +11,16 @@ from infra.observability.metrics import (
     GIB,
     MINUTE,
     MonitoredStack,
+    WebTier,
     alb_metric,
     beat_tasks,
     cache_metrics,
     database_metric,
     queue_metric,
     target_group_metric,
+    waf_metric,
     web_5xx_rate,
+    web_service_metric,
 )
 from queuemetrics import schema
 
@@ -94,7 +98,14 @@ def dashboard_body(stack: MonitoredStack, thresholds: AlarmsConfig, queue_age_al
                 target_group_metric(stack, "HealthyHostCount", "Minimum", "healthy").widget_row(),
                 target_group_metric(stack, "UnHealthyHostCount", "Maximum", "unhealthy").widget_row(),
             ],
+            annotations=[("min tasks", stack.web.min_tasks), ("max tasks", stack.web.max_tasks)]
+            if stack.web
+            else (),
         ),
+    ]
+    if stack.web is not None:
+        widgets += _web_tier_widgets(stack, stack.web)
+    widgets += [
         _widget(
             stack,
             "PostgreSQL: CPU (%)",
@@ -141,11 +152,52 @@ def dashboard_body(stack: MonitoredStack, thresholds: AlarmsConfig, queue_age_al
     return json.dumps({"widgets": _laid_out(widgets)})
 
 
+def _web_tier_widgets(stack: MonitoredStack, web: WebTier) -> list[dict[str, Any]]:
+    """What web autoscaling tracks, against its targets; and what the firewall lets through."""
+    widgets = [
+        _widget(
+            stack,
+            "Web: requests per task (per minute)",
+            [target_group_metric(stack, "RequestCountPerTarget", "Sum", "requests per task").widget_row()],
+            annotation=("scaling target", web.requests_per_task),
+        ),
+        _widget(
+            stack,
+            "Web: CPU (%)",
+            [web_service_metric(web, "CPUUtilization", "Average", "average CPU").widget_row()],
+            annotation=("scaling target", web.cpu_percent),
+        ),
+    ]
+    if web.web_acl is not None:
+        acl = web.web_acl
+        widgets += [
+            _widget(
+                stack,
+                "Firewall: requests",
+                [
+                    waf_metric(stack, acl, "AllowedRequests", "ALL", "allowed").widget_row(),
+                    waf_metric(stack, acl, "BlockedRequests", "ALL", "blocked").widget_row(),
+                ],
+            ),
+            _widget(
+                stack,
+                "Firewall: blocked (counted) by rule",
+                [waf_metric(stack, acl, "BlockedRequests", rule, rule).widget_row() for rule in web.waf_rules]
+                + [
+                    waf_metric(stack, acl, "CountedRequests", rule, f"{rule} (counted)").widget_row()
+                    for rule in web.waf_counting_rules
+                ],
+            ),
+        ]
+    return widgets
+
+
 def _widget(
     stack: MonitoredStack,
     title: str,
     rows: list[list[Any]],
     annotation: tuple[str, float] | None = None,
+    annotations: Sequence[tuple[str, float]] = (),
 ) -> dict[str, Any]:
     properties: dict[str, Any] = {
         "title": title,
@@ -155,9 +207,10 @@ def _widget(
         "period": MINUTE,
         "metrics": rows,
     }
-    if annotation:
-        label, value = annotation
-        properties["annotations"] = {"horizontal": [{"label": label, "value": value}]}
+    lines = [*([annotation] if annotation else []), *annotations]
+    if lines:
+        horizontal = [{"label": label, "value": value} for label, value in lines]
+        properties["annotations"] = {"horizontal": horizontal}
     return {"type": "metric", "width": WIDGET_WIDTH, "height": WIDGET_HEIGHT, "properties": properties}
 
 

@@ -7,6 +7,8 @@ metric names and dimensions come from the publisher's schema (app/queuemetrics/s
 metrics are addressed the way their services publish them:
 
 - AWS/ApplicationELB by `LoadBalancer` (the ALB's ARN suffix), target metrics also by `TargetGroup`;
+- AWS/ECS by `ClusterName` and `ServiceName` (service CPU, published without Container Insights);
+- AWS/WAFV2 by `WebACL` (its name), `Region` and `Rule` (a rule's metric name, or ALL);
 - AWS/RDS by `DBInstanceIdentifier`;
 - AWS/ElastiCache by `CacheClusterId` of each member cluster (node-level metrics have no
   replication-group dimension).
@@ -31,6 +33,8 @@ from queuemetrics import schema
 
 ALB_NAMESPACE = "AWS/ApplicationELB"
 RDS_NAMESPACE = "AWS/RDS"
+ECS_NAMESPACE = "AWS/ECS"
+WAF_NAMESPACE = "AWS/WAFV2"
 CACHE_NAMESPACE = "AWS/ElastiCache"
 
 # One entry of a CloudWatch alarm's `metric_queries`, as the AWS provider types it.
@@ -47,6 +51,21 @@ SUSTAINED_MINUTES = 5
 
 
 @dataclass(frozen=True)
+class WebTier:
+    """The web service's scaling range and targets, and its firewall, as plain values."""
+
+    cluster: str
+    service: str
+    min_tasks: int
+    max_tasks: int
+    requests_per_task: int  # the request-tracking target, per task and minute
+    cpu_percent: int  # the CPU-tracking target
+    web_acl: str | None  # the WAF web ACL's name; None without WAF
+    waf_rules: tuple[str, ...] = ()  # the metric names of its rules
+    waf_counting_rules: tuple[str, ...] = ()  # those of them with rules that count instead of block
+
+
+@dataclass(frozen=True)
 class MonitoredStack:
     """The names under which the stack's resources publish metrics, as plain values."""
 
@@ -60,6 +79,7 @@ class MonitoredStack:
     pools: Mapping[str, tuple[str, ...]]  # worker pool -> its queues
     publish_interval_seconds: int
     beat_pool: str | None  # the pool whose publisher datapoints count Beat tasks; None: no Beat
+    web: WebTier | None = None  # None: no web scaling or firewall widgets
 
 
 @dataclass(frozen=True)
@@ -137,6 +157,17 @@ def alb_metric(stack: MonitoredStack, name: str, statistic: str, label: str) -> 
 def target_group_metric(stack: MonitoredStack, name: str, statistic: str, label: str) -> Metric:
     dimensions = (("TargetGroup", stack.target_group), ("LoadBalancer", stack.load_balancer))
     return Metric(ALB_NAMESPACE, name, dimensions, statistic, label)
+
+
+def web_service_metric(web: WebTier, name: str, statistic: str, label: str) -> Metric:
+    dimensions = (("ClusterName", web.cluster), ("ServiceName", web.service))
+    return Metric(ECS_NAMESPACE, name, dimensions, statistic, label)
+
+
+def waf_metric(stack: MonitoredStack, web_acl: str, name: str, rule: str, label: str) -> Metric:
+    """A WAF metric of one rule (by its metric name), or of the whole web ACL with rule ALL."""
+    dimensions = (("WebACL", web_acl), ("Region", stack.region), ("Rule", rule))
+    return Metric(WAF_NAMESPACE, name, dimensions, "Sum", label)
 
 
 def database_metric(stack: MonitoredStack, name: str, statistic: str, label: str) -> Metric:

@@ -27,8 +27,10 @@ from infra.observability.events import (
     deployment_events_pattern,
     service_arn,
 )
-from infra.observability.metrics import MonitoredStack
-from infra.services.roles import service_keys
+from infra.observability.metrics import MonitoredStack, WebTier
+from infra.services.roles import WEB, service_keys
+from infra.web.config import WebScaling
+from infra.web.firewall import COUNTING_RULE_METRICS, RULE_METRICS
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,10 @@ class ObservabilityArgs:
     publish_interval_seconds: int
     beat_pool: str | None  # the pool whose publisher datapoints count Beat tasks; None: no Beat
     web_serves_traffic: bool  # at least one web task is wanted
+    cluster_name: str
+    web_service_name: str
+    web_scaling: WebScaling
+    web_acl_name: pulumi.Input[str] | None  # the WAF web ACL in front of the load balancer, if any
     alarms: AlarmsConfig
     queue_age_alarm_seconds: int  # the autoscaling component's alarm, drawn on the dashboard
 
@@ -77,7 +83,11 @@ class ObservabilityArgs:
             publish_interval_seconds=config.scaling.queue_metrics_interval_seconds,
             # Beat's publisher sidecar writes every pool's metrics once per interval; the first pool counts.
             beat_pool=config.workers.pools[0].name if config.beat.enabled else None,
-            web_serves_traffic=config.web.desired_count > 0,
+            web_serves_traffic=config.web.scaling.min_count > 0,
+            cluster_name=names.prefix,
+            web_service_name=names.service(WEB),
+            web_scaling=config.web.scaling,
+            web_acl_name=watched.web_acl_name,
             alarms=config.alarms,
             queue_age_alarm_seconds=config.scaling.queue_age_alarm_seconds,
         )
@@ -91,6 +101,7 @@ class WatchedResources:
     target_group_arn_suffix: pulumi.Input[str]
     db_instance_identifier: pulumi.Input[str]
     cache_cluster_ids: pulumi.Input[Sequence[str]]
+    web_acl_name: pulumi.Input[str] | None = None  # None: no WAF
 
 
 class Observability(pulumi.ComponentResource):
@@ -136,6 +147,7 @@ class Observability(pulumi.ComponentResource):
             args.target_group_arn_suffix,
             args.db_instance_identifier,
             args.cache_cluster_ids,
+            args.web_acl_name or "",
         ).apply(
             lambda values: MonitoredStack(
                 region=values[0],
@@ -148,17 +160,34 @@ class Observability(pulumi.ComponentResource):
                 pools=args.pools,
                 publish_interval_seconds=args.publish_interval_seconds,
                 beat_pool=args.beat_pool,
+                web=self._web_tier(values[5] or None),
             )
         )
 
+    def _web_tier(self, web_acl: str | None) -> WebTier:
+        args, scaling = self._args, self._args.web_scaling
+        return WebTier(
+            cluster=args.cluster_name,
+            service=args.web_service_name,
+            min_tasks=scaling.min_count,
+            max_tasks=scaling.max_count,
+            requests_per_task=scaling.requests_per_task,
+            cpu_percent=scaling.cpu_percent,
+            web_acl=web_acl,
+            waf_rules=RULE_METRICS if web_acl else (),
+            waf_counting_rules=COUNTING_RULE_METRICS if web_acl else (),
+        )
+
     def _alarms(self, stack: pulumi.Output[MonitoredStack], topic: aws.sns.Topic) -> None:
-        args = self._args
+        args, scaling = self._args, self._args.web_scaling
         rules = alarm_rules(
             args.alarms,
             db_allocated_storage_gib=args.db_allocated_storage_gib,
             publish_interval_seconds=args.publish_interval_seconds,
             web_serves_traffic=args.web_serves_traffic,
             beat_pool=args.beat_pool,
+            # A fixed-size web service (min = max) is always at its maximum: nothing to tell.
+            web_max_tasks=scaling.max_count if scaling.max_count > scaling.min_count else None,
         )
         for rule in rules:
             aws.cloudwatch.MetricAlarm(

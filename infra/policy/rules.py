@@ -50,6 +50,7 @@ ECR_REPOSITORY = "aws:ecr/repository:Repository"
 ECR_LIFECYCLE_POLICY = "aws:ecr/lifecyclePolicy:LifecyclePolicy"
 LOAD_BALANCER = "aws:lb/loadBalancer:LoadBalancer"
 LISTENER = "aws:lb/listener:Listener"
+WEB_ACL_ASSOCIATION = "aws:wafv2/webAclAssociation:WebAclAssociation"
 SECURITY_GROUP = "aws:ec2/securityGroup:SecurityGroup"
 SECURITY_GROUP_RULE = "aws:ec2/securityGroupRule:SecurityGroupRule"
 INGRESS_RULE = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
@@ -120,13 +121,15 @@ def resource_rule(
     return Rule(policy, tuple(controls), relaxable)
 
 
-def stack_rule(name: str, summary: str, controls: Sequence[str], check: StackCheck) -> Rule:
+def stack_rule(
+    name: str, summary: str, controls: Sequence[str], check: StackCheck, relaxable: bool = False
+) -> Rule:
     def validate(args: StackValidationArgs, report: ReportViolation) -> None:
         for urn, message in check(args.resources):
             report(message, urn)
 
     policy = StackValidationPolicy(name=name, description=_describe(summary, controls), validate=validate)
-    return Rule(policy, tuple(controls), relaxable=False)
+    return Rule(policy, tuple(controls), relaxable)
 
 
 # --- Helpers ----------------------------------------------------------------------------------
@@ -473,6 +476,15 @@ def _http_redirects(resources: Sequence[PolicyResource]) -> Iterator[tuple[str, 
             yield listener.urn, "an HTTP listener beside an HTTPS one must only redirect to HTTPS"
 
 
+def _alb_behind_waf(resources: Sequence[PolicyResource]) -> Iterator[tuple[str, str]]:
+    protected = {
+        association.props.get("resourceArn") for association in _of_type(resources, WEB_ACL_ASSOCIATION)
+    }
+    for lb in _of_type(resources, LOAD_BALANCER):
+        if lb.props.get("arn") not in protected:
+            yield lb.urn, "associate an AWS WAF web ACL with the load balancer (set wafEnabled)"
+
+
 # --- Security groups --------------------------------------------------------------------------
 
 
@@ -587,8 +599,28 @@ def _validate_protected(args: ResourceValidationArgs, report: ReportViolation) -
         )
 
 
+PROD_HTTPS_ONLY = "prod-https-only"
+
+
+def _validate_https_only(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    if args.get_config().get("tier", "prod") != "prod" or args.resource_type != LISTENER:
+        return
+    props = args.props
+    actions = _items(props.get("defaultActions"))
+    redirects = len(actions) == 1 and (actions[0].get("redirect") or {}).get("protocol") == "HTTPS"
+    if props.get("protocol") != "HTTPS" and not redirects:
+        report(
+            f"a {props.get('protocol')} listener on port {props.get('port')} serves plain HTTP: prod serves "
+            "HTTPS only (set domainName and hostedZoneId, or certificateArn; requireHttps refuses the rest)",
+            None,
+        )
+
+
 def _tier_rule(
-    name: str, description: str, validate: Callable[[ResourceValidationArgs, ReportViolation], None]
+    name: str,
+    description: str,
+    validate: Callable[[ResourceValidationArgs, ReportViolation], None],
+    controls: tuple[str, ...] = (),
 ) -> Rule:
     """A rule that acts on one tier only; the tier reaches it through the policy config."""
     policy = ResourceValidationPolicy(
@@ -599,7 +631,7 @@ def _tier_rule(
             properties={"tier": {"type": "string", "enum": list(TIERS), "default": "prod"}},
         ),
     )
-    return Rule(policy, controls=(), relaxable=False)
+    return Rule(policy, controls=controls, relaxable=False)
 
 
 _ephemeral_rule = _tier_rule(
@@ -612,7 +644,13 @@ _prod_protected_rule = _tier_rule(
     "In prod, stateful resources carry `protect`, so `pulumi destroy` stops at preview",
     _validate_protected,
 )
-TIER_RULES = (EPHEMERAL_STACK_DESTROYABLE, PROD_STATEFUL_PROTECTED)
+_prod_https_rule = _tier_rule(
+    PROD_HTTPS_ONLY,
+    "In prod, every listener serves HTTPS or only redirects to it",
+    _validate_https_only,
+    controls=("ELB.1",),
+)
+TIER_RULES = (EPHEMERAL_STACK_DESTROYABLE, PROD_STATEFUL_PROTECTED, PROD_HTTPS_ONLY)
 
 
 RULES: tuple[Rule, ...] = (
@@ -794,6 +832,13 @@ RULES: tuple[Rule, ...] = (
         _lb_access_logs,
         relaxable=True,
     ),
+    stack_rule(
+        "alb-waf",
+        "An AWS WAF web ACL filters the ALB's requests",
+        ["ELB.16"],
+        _alb_behind_waf,
+        relaxable=True,
+    ),
     # Network
     stack_rule(
         "sg-data-stores-only-from-app",
@@ -820,6 +865,7 @@ RULES: tuple[Rule, ...] = (
     ),
     _ephemeral_rule,
     _prod_protected_rule,
+    _prod_https_rule,
 )
 
 RELAXABLE_RULES = frozenset(rule.name for rule in RULES if rule.relaxable)

@@ -1,5 +1,6 @@
-"""The app's long-running services: web behind the load balancer, one service per worker pool with
-its queue autoscaling, and Celery Beat with the queue-metrics publisher beside it."""
+"""The app's long-running services: web behind the load balancer with its request and CPU
+autoscaling, one service per worker pool with its queue autoscaling, and Celery Beat with the
+queue-metrics publisher beside it."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from infra.release.release import RolloutCheck, RolloutCheckArgs
 from infra.services import roles
 from infra.services.config import WorkerPool
 from infra.services.fargate import FargateService, Placement, TaskRuntime
+from infra.web.autoscaling import WebAutoscaling, WebAutoscalingArgs
 
 WEB_ROLLOUT_TIMEOUT_SECONDS = 10 * 60
 
@@ -28,7 +30,9 @@ class AppServicesArgs:
     runtime: TaskRuntime
     placement: Placement
     target_group_arn: pulumi.Input[str]  # where web tasks register
-    listeners: Sequence[pulumi.Resource]  # the target group's listeners, which web waits for
+    # The target group's listeners, their admin rules and the firewall: web waits for them all.
+    edge: Sequence[pulumi.Resource]
+    request_count_label: pulumi.Input[str]  # the target group, as web autoscaling tracks its requests
     alarm_topic_arn: pulumi.Input[str]  # where the pools' queue-age and publisher-silent alarms go
     depends_on: Sequence[pulumi.Resource]  # what every task needs at start, and the release
 
@@ -61,7 +65,14 @@ class AppServices(pulumi.ComponentResource):
                 args.runtime,
                 args.placement,
                 args.target_group_arn,
-                [*args.depends_on, *args.listeners],
+                [*args.depends_on, *args.edge],
+            ),
+            child,
+        )
+        WebAutoscaling(
+            f"{roles.WEB}-autoscaling",
+            WebAutoscalingArgs(
+                args.names.prefix, web.service_name, args.request_count_label, args.config.web.scaling
             ),
             child,
         )

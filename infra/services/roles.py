@@ -81,12 +81,14 @@ def web_service(
     target_group_arn: pulumi.Input[str],
     depends_on: Sequence[pulumi.Resource],
 ) -> FargateServiceArgs:
-    """gunicorn behind the ALB; `pulumi up` waits until the new tasks are healthy (or rolled back)."""
+    """gunicorn behind the ALB; `pulumi up` waits until the new tasks are healthy (or rolled back).
+    The service starts with the minimum count; then web autoscaling owns the count."""
     return FargateServiceArgs(
         task=FargateTaskArgs(config.web.size, [containers.web_container(config)], runtime),
         placement=placement,
-        desired_count=config.web.desired_count,
+        desired_count=config.web.scaling.min_count,
         spot=config.web.spot,
+        autoscaled=True,
         load_balancer=LoadBalancerTarget(
             target_group_arn=target_group_arn,
             container_name=Role.WEB.value,

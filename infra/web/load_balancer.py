@@ -1,8 +1,11 @@
-"""The public entry point: an ALB in the public subnets forwarding to the web tasks.
+"""The public entry point: a dual-stack ALB in the public subnets forwarding to the web tasks.
 
-The target group checks `/healthz`. With a certificate, HTTPS uses a TLS 1.3 policy and plain HTTP
-answers with a redirect to HTTPS; without one, HTTP forwards to the app. Access logs, when on, go
-to a private, encrypted bucket that expires them after the stack's log retention.
+The target group checks `/healthz`. With a certificate (brought, or issued for `domainName` in its
+Route 53 zone, which also gets A and AAAA alias records), HTTPS uses a TLS 1.3 policy and plain
+HTTP answers with a redirect to HTTPS; without one, HTTP forwards to the app. The listener that
+serves the app closes the admin to all but the allowed networks, and AWS WAF, when on, filters
+every request first. Access logs, when on, go to a private, encrypted bucket that expires them
+after the stack's log retention.
 """
 
 from __future__ import annotations
@@ -16,12 +19,13 @@ import pulumi_aws as aws
 
 from infra import iam
 from infra.app_contract import CONTAINER_PORT, LIVENESS_PATH
+from infra.web.admin import admin_rules
 from infra.web.config import WebConfig
+from infra.web.domain import PublicDomain, PublicDomainArgs
+from infra.web.firewall import WebFirewall, WebFirewallArgs
 
 # TLS 1.3 only: one of the policies Security Hub ELB.17 accepts.
 TLS_POLICY = "ELBSecurityPolicy-TLS13-1-3-2021-06"
-# Deploys stop old tasks faster than the 300 s default; requests are short (long work goes to Celery).
-DEREGISTRATION_DELAY_SECONDS = 30
 
 
 @dataclass(frozen=True)
@@ -67,7 +71,14 @@ class WebLoadBalancer(pulumi.ComponentResource):
     # The CloudWatch dimension values of the ALB and its target group (AWS/ApplicationELB).
     arn_suffix: pulumi.Output[str]
     target_group_arn_suffix: pulumi.Output[str]
-    listeners: list[aws.lb.Listener]  # services attached to the target group wait for these
+    listeners: list[aws.lb.Listener]
+    # What must be in place before the web tasks serve: the listeners (ECS refuses a target group
+    # without one), the admin rules and the firewall, so the app is never reachable without them.
+    edge: list[pulumi.Resource]
+    # The ALBRequestCountPerTarget resource label: `app/<alb>/<id>/targetgroup/<target group>/<id>`.
+    request_count_label: pulumi.Output[str]
+    web_acl_name: pulumi.Output[str] | None  # the WAF web ACL's name; None without WAF
+    certificate_arn: pulumi.Output[str] | None  # the certificate HTTPS uses; None without HTTPS
 
     def __init__(
         self, name: str, args: WebLoadBalancerArgs, opts: pulumi.ResourceOptions | None = None
@@ -76,29 +87,15 @@ class WebLoadBalancer(pulumi.ComponentResource):
         self._name = name
         child = pulumi.ResourceOptions(parent=self)
         config = args.config
-        access_logs, log_policy = self._access_logs(name, args) if config.alb_access_logs else (None, None)
-        load_balancer = aws.lb.LoadBalancer(
-            f"{name}-alb",
-            load_balancer_type="application",
-            internal=False,
-            subnets=list(args.subnet_ids),
-            security_groups=[args.security_group_id],
-            drop_invalid_header_fields=True,
-            enable_deletion_protection=config.alb_deletion_protection,
-            idle_timeout=config.alb_idle_timeout_seconds,
-            access_logs=access_logs,
-            # The ALB checks at creation that it may write to the bucket.
-            opts=pulumi.ResourceOptions(
-                parent=self, depends_on=[log_policy] if log_policy else None, protect=args.protect
-            ),
-        )
+        load_balancer = self._load_balancer(args)
         target_group = aws.lb.TargetGroup(
             f"{name}-targets",
             target_type="ip",
             port=CONTAINER_PORT,
             protocol="HTTP",
             vpc_id=args.vpc_id,
-            deregistration_delay=DEREGISTRATION_DELAY_SECONDS,
+            # Scale-in and deploys: a leaving task finishes its requests before ECS stops it.
+            deregistration_delay=config.deregistration_delay_seconds,
             health_check=aws.lb.TargetGroupHealthCheckArgs(
                 path=LIVENESS_PATH,
                 protocol="HTTP",
@@ -110,15 +107,79 @@ class WebLoadBalancer(pulumi.ComponentResource):
             ),
             opts=child,
         )
-        self.listeners = self._listeners(load_balancer, target_group, config)
+        self.certificate_arn = self._certificate_arn(load_balancer, config)
+        self.listeners = self._listeners(load_balancer, target_group, self.certificate_arn)
+        # The last listener serves the app (HTTPS with a certificate; HTTP only redirects then).
+        self.edge = [*self.listeners]
+        if not config.admin_open_to_everyone:
+            self.edge += admin_rules(
+                name, self.listeners[-1], target_group.arn, config.admin_allowed_cidrs, child
+            )
+        self.web_acl_name = None
+        if config.firewall.enabled:
+            firewall = WebFirewall(f"{name}-waf", WebFirewallArgs(config.firewall, load_balancer.arn), child)
+            self.edge.append(firewall)
+            self.web_acl_name = firewall.web_acl_name
         self.dns_name = load_balancer.dns_name
         self.target_group_arn = target_group.arn
         self.arn_suffix = load_balancer.arn_suffix
         self.target_group_arn_suffix = target_group.arn_suffix
+        self.request_count_label = pulumi.Output.concat(
+            load_balancer.arn_suffix, "/", target_group.arn_suffix
+        )
         self.register_outputs({"dns_name": self.dns_name, "target_group_arn": self.target_group_arn})
 
+    def _load_balancer(self, args: WebLoadBalancerArgs) -> aws.lb.LoadBalancer:
+        config = args.config
+        access_logs, log_policy = (None, None)
+        if config.alb_access_logs:
+            access_logs, log_policy = self._access_logs(self._name, args)
+        return aws.lb.LoadBalancer(
+            f"{self._name}-alb",
+            load_balancer_type="application",
+            internal=False,
+            # IPv4 and IPv6 (the public subnets have both): a custom domain gets A and AAAA records.
+            ip_address_type="dualstack",
+            subnets=list(args.subnet_ids),
+            security_groups=[args.security_group_id],
+            drop_invalid_header_fields=True,
+            enable_deletion_protection=config.alb_deletion_protection,
+            idle_timeout=config.alb_idle_timeout_seconds,
+            access_logs=access_logs,
+            # The ALB checks at creation that it may write to the bucket.
+            opts=pulumi.ResourceOptions(
+                parent=self, depends_on=[log_policy] if log_policy else None, protect=args.protect
+            ),
+        )
+
+    def _certificate_arn(
+        self, load_balancer: aws.lb.LoadBalancer, config: WebConfig
+    ) -> pulumi.Output[str] | None:
+        """The certificate of the HTTPS listener: issued and validated here, or the user's own. A
+        domain in a hosted zone also gets its alias records."""
+        issued = None
+        if config.hosted_zone_id:
+            domain = PublicDomain(
+                f"{self._name}-domain",
+                PublicDomainArgs(
+                    config.domain_name,
+                    config.hosted_zone_id,
+                    config.issues_certificate,
+                    load_balancer.dns_name,
+                    load_balancer.zone_id,
+                ),
+                pulumi.ResourceOptions(parent=self),
+            )
+            issued = domain.certificate_arn
+        if issued is None and config.certificate_arn:
+            return pulumi.Output.from_input(config.certificate_arn)
+        return issued
+
     def _listeners(
-        self, load_balancer: aws.lb.LoadBalancer, target_group: aws.lb.TargetGroup, config: WebConfig
+        self,
+        load_balancer: aws.lb.LoadBalancer,
+        target_group: aws.lb.TargetGroup,
+        certificate_arn: pulumi.Output[str] | None,
     ) -> list[aws.lb.Listener]:
         """Port 80, and 443 with a certificate; with a certificate, port 80 only redirects to HTTPS
         (ELB.1), without one it serves the app."""
@@ -136,11 +197,11 @@ class WebLoadBalancer(pulumi.ComponentResource):
                 load_balancer_arn=load_balancer.arn,
                 port=80,
                 protocol="HTTP",
-                default_actions=[redirect if config.https else forward],
+                default_actions=[forward if certificate_arn is None else redirect],
                 opts=child,
             )
         ]
-        if config.https:
+        if certificate_arn is not None:
             listeners.append(
                 aws.lb.Listener(
                     f"{name}-https",
@@ -148,7 +209,7 @@ class WebLoadBalancer(pulumi.ComponentResource):
                     port=443,
                     protocol="HTTPS",
                     ssl_policy=TLS_POLICY,
-                    certificate_arn=config.certificate_arn,
+                    certificate_arn=certificate_arn,
                     default_actions=[forward],
                     opts=child,
                 )

@@ -71,6 +71,15 @@ CREATE_TIMES: dict[str, Callable[[RecordedResource], CreateTime]] = {
     "pulumi-python:dynamic:Resource": _dynamic,
     "aws:ecs/cluster:Cluster": lambda _: CreateTime(10, "ECS cluster"),
     "aws:iam/role:Role": lambda _: CreateTime(10, "IAM role, with propagation"),
+    "aws:route53/record:Record": lambda _: CreateTime(
+        MINUTE, "Route 53 change until INSYNC, which the provider waits for: about 60 s"
+    ),
+    "aws:acm/certificateValidation:CertificateValidation": lambda _: CreateTime(
+        5 * MINUTE, "ACM DNS validation once the record is in the zone: minutes, up to 30 (ACM user guide)"
+    ),
+    "aws:wafv2/webAclAssociation:WebAclAssociation": lambda _: CreateTime(
+        MINUTE, "WAF association with a new ALB: the provider retries until WAF can see the ALB"
+    ),
 }
 
 

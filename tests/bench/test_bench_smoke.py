@@ -35,6 +35,8 @@ def test_cost_model_prices_what_dev_and_prod_declare(tmp_path: Path):
     assert "NAT gateway" not in dev["by_category"], "dev declares no NAT gateway"
     assert prod["by_category"]["NAT gateway"] > 0, "prod declares a NAT gateway per AZ"
     assert prod["total_usd"] > dev["total_usd"]
+    assert prod["by_category"]["WAF"] > 0 and "WAF" not in dev["by_category"], "WAF is on in prod only"
+    assert prod["by_category"]["DNS and TLS"] == 0, "alias queries to an ALB and ACM certificates are free"
     assert json.loads((tmp_path / "cost.json").read_text())["stacks"][0]["name"] == "dev"
 
 

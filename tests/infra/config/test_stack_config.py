@@ -36,7 +36,9 @@ def test_every_declared_key_has_a_type_description_and_default() -> None:
         assert spec.get("description"), f"Pulumi.yaml config {key} has no description"
         assert "default" in spec, f"Pulumi.yaml config {key} has no default, so a new stack cannot deploy"
         # Pulumi.yaml types cannot describe a list of objects, so workerPools alone is untyped.
-        if key != "workerPools":
+        if spec.get("type") == "array":
+            assert spec.get("items") == {"type": "string"}, f"{key}: only lists of strings are read"
+        elif key != "workerPools":
             assert spec.get("type") in {"string", "integer", "boolean"}, f"{key} has no supported type"
 
 
@@ -49,6 +51,31 @@ def test_every_key_is_documented_for_users() -> None:
 @pytest.mark.parametrize("stack", ["pr-123", "dev", "prod"])
 def test_each_stack_file_is_a_valid_config(stack: str) -> None:
     assert isinstance(validate(raw_config(stack)), StackConfig)
+
+
+def test_prod_as_cloned_refuses_to_deploy_and_names_the_keys_to_set() -> None:
+    """Pulumi.prod.yaml requires HTTPS and leaves the domain to its owner: before they set it, the
+    program stops before declaring anything, with the commands to run."""
+    with pytest.raises(ProgramFailed) as failure:
+        run_program("prod", owner_config=False)
+    error = failure.value.error
+    assert isinstance(error, StackConfigError), failure.value
+    assert error.keys == ["domainName/hostedZoneId"]
+    assert "requireHttps is true" in str(error) and "certificateArn" in str(error)
+    assert failure.value.resources == []
+
+
+def test_a_stack_that_still_sets_the_web_count_learns_what_replaced_it() -> None:
+    problems = problems_for(webDesiredCount=2)
+    assert list(problems) == ["webDesiredCount"], "reported once, not also as an unknown key"
+
+
+def test_admin_networks_are_normalized() -> None:
+    config = validate(raw_config(adminAllowedCidrs=["2001:DB8::/32", "203.0.113.0/24"]))
+    assert config.web.admin_allowed_cidrs == ("2001:db8::/32", "203.0.113.0/24")
+    assert not config.web.admin_open_to_everyone
+    assert validate(raw_config()).web.admin_open_to_everyone
+    assert validate(raw_config("prod")).web.admin_allowed_cidrs == ()
 
 
 def test_program_reads_every_declared_key() -> None:
@@ -167,10 +194,38 @@ def test_stack_specific_values_override_defaults() -> None:
         ({"workerPools": [default_pool(queues=[])]}, "workerPools[0].queues", "a non-empty list of distinct"),
         ({"workerPools": [{"name": "x"}]}, "workerPools[0]", "an object with exactly the fields"),
         ({"certificateArn": "my-cert"}, "certificateArn", "empty, or an ACM certificate ARN"),
-        ({"domainName": "app.example.com"}, "domainName", "empty unless certificateArn is set"),
+        (
+            {"domainName": "app.example.com"},
+            "domainName",
+            "empty unless hostedZoneId or certificateArn is set",
+        ),
+        ({"hostedZoneId": "Z0123456789ABC"}, "hostedZoneId", "empty unless domainName is set"),
+        (
+            {"domainName": "app.example.com", "hostedZoneId": "example.com"},
+            "hostedZoneId",
+            "a Route 53 hosted zone id like Z0123456789ABC",
+        ),
+        (
+            {"requireHttps": True},
+            "domainName/hostedZoneId",
+            "`pulumi config set domainName app.yourcompany.com` and `pulumi config set hostedZoneId",
+        ),
+        ({"webMinCount": 3, "webMaxCount": 2}, "webMinCount", "got 3; allowed: at most webMaxCount (2)"),
+        ({"webMinCount": 0}, "webMinCount", "allowed: an integer from 1 to 1000"),
+        (
+            {"webDesiredCount": 2},
+            "webDesiredCount",
+            "no longer a key: web autoscaling owns the task count; set webMinCount and webMaxCount",
+        ),
+        ({"webRequestsPerTask": 0}, "webRequestsPerTask", "allowed: an integer from 10 to 100000"),
+        ({"webCpuTargetPercent": 95}, "webCpuTargetPercent", "allowed: an integer from 10 to 90"),
+        ({"wafRateLimit": 5}, "wafRateLimit", "allowed: an integer from 10 to 2000000000"),
+        ({"adminAllowedCidrs": "203.0.113.0/24"}, "adminAllowedCidrs", "a list of at most 20 networks"),
+        ({"adminAllowedCidrs": ["203.0.113.7/24"]}, "adminAllowedCidrs[0]", "a network in CIDR notation"),
+        ({"adminAllowedCidrs": ["::/0", "0::/0"]}, "adminAllowedCidrs[1]", "each network once"),
         ({"imagePlatform": "linux/s390x"}, "imagePlatform", "linux/amd64, linux/arm64"),
         ({"workerPool": "[]"}, "workerPool", "no such key; did you mean workerPools? known keys:"),
-        ({"webDesiredCont": 2}, "webDesiredCont", "no such key; did you mean webDesiredCount?"),
+        ({"webMinCont": 2}, "webMinCont", "no such key; did you mean webMinCount?"),
         (
             {"ephemeral": True, "protectResources": True},
             "protectResources",
@@ -233,7 +288,7 @@ def test_missing_key_is_reported() -> None:
         ({"dbDeletionProtection": True}, "dbDeletionProtection"),
         ({"imageDockerfile": "app/Dockerfile.missing"}, "imageDockerfile"),
         # Set in a stack file but declared nowhere: a typo must not be silently ignored.
-        ({"webDesiredCont": 2}, "webDesiredCont"),
+        ({"webMinCont": 2}, "webMinCont"),
     ],
 )
 def test_invalid_config_stops_the_program_before_any_resource(overrides: dict, key: str) -> None:

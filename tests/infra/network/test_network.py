@@ -1,8 +1,11 @@
 """Network: two AZs, NAT per stack, and security groups that admit only the documented traffic."""
 
+import ipaddress
+
 import pytest
 
 from infra.app_contract import CONTAINER_PORT
+from infra.network.network import ipv6_subnet
 from testkit.program import ProgramRun
 
 SUBNET = "aws:ec2/subnet:Subnet"
@@ -71,11 +74,13 @@ def test_with_nat_tasks_run_in_private_subnets_without_a_public_ip(prod_run: Pro
         assert set(service.inputs["networkConfiguration"]["subnets"]) == private
 
 
-@pytest.mark.parametrize("run_name", ["dev_run", "prod_run"])
-def test_only_the_load_balancer_is_open_to_the_internet(run_name: str, request) -> None:
+@pytest.mark.parametrize(("run_name", "ports"), [("dev_run", (80,)), ("prod_run", (80, 443))])
+def test_only_the_load_balancer_is_open_to_the_internet(
+    run_name: str, ports: tuple[int, ...], request
+) -> None:
     run: ProgramRun = request.getfixturevalue(run_name)
     assert ingress_by_group(run) == {
-        "alb": {(80, "0.0.0.0/0")},
+        "alb": {(port, source) for port in ports for source in ("0.0.0.0/0", "::/0")},
         "app": {(CONTAINER_PORT, "alb")},
         "database": {(5432, "app")},
         "redis": {(6379, "app")},
@@ -84,8 +89,36 @@ def test_only_the_load_balancer_is_open_to_the_internet(run_name: str, request) 
 
 def test_https_opens_443_on_the_load_balancer_only(custom_run: ProgramRun) -> None:
     rules = ingress_by_group(custom_run)
-    assert rules["alb"] == {(80, "0.0.0.0/0"), (443, "0.0.0.0/0")}
+    assert rules["alb"] == {(80, "0.0.0.0/0"), (443, "0.0.0.0/0"), (80, "::/0"), (443, "::/0")}
     assert rules["app"] == {(CONTAINER_PORT, "alb")}
+
+
+@pytest.mark.parametrize("run_name", ["dev_run", "prod_run", "ephemeral_run"])
+def test_public_subnets_are_dual_stack_for_the_load_balancer(run_name: str, request) -> None:
+    """A dual-stack ALB needs an IPv6 block in every subnet it uses; nothing else gets IPv6."""
+    run: ProgramRun = request.getfixturevalue(run_name)
+    vpc = run.one("aws:ec2/vpc:Vpc")
+    assert vpc.inputs["assignGeneratedIpv6CidrBlock"] is True
+    vpc_block = ipaddress.IPv6Network(vpc.state["ipv6CidrBlock"])
+    public = [subnet for subnet in run.of_type(SUBNET) if "public" in subnet.name]
+    blocks = [ipaddress.IPv6Network(subnet.inputs["ipv6CidrBlock"]) for subnet in public]
+    assert all(block.prefixlen == 64 and block.subnet_of(vpc_block) for block in blocks)
+    assert len(set(blocks)) == len(public), "each public subnet has its own /64"
+    assert not any(subnet.inputs.get("assignIpv6AddressOnCreation") for subnet in run.of_type(SUBNET))
+    private = [subnet for subnet in run.of_type(SUBNET) if "private" in subnet.name]
+    assert not any(subnet.inputs.get("ipv6CidrBlock") for subnet in private)
+    [public_routes] = [table for table in run.of_type(ROUTE_TABLE) if table.name == "network-public"]
+    gateway = run.one("aws:ec2/internetGateway:InternetGateway").id
+    assert {"ipv6CidrBlock": "::/0", "gatewayId": gateway} in public_routes.inputs["routes"]
+    assert run.one("aws:lb/loadBalancer:LoadBalancer").inputs["ipAddressType"] == "dualstack"
+
+
+def test_ipv6_subnets_are_consecutive_64s_of_the_vpc_block() -> None:
+    assert ipv6_subnet("2600:1f18:4a3:6e00::/56", 0) == "2600:1f18:4a3:6e00::/64"
+    assert ipv6_subnet("2600:1f18:4a3:6e00::/56", 1) == "2600:1f18:4a3:6e01::/64"
+    assert ipv6_subnet("2600:1f18:4a3:6e00::/56", 255) == "2600:1f18:4a3:6eff::/64"
+    with pytest.raises(ValueError, match="no /64 number 256"):
+        ipv6_subnet("2600:1f18:4a3:6e00::/56", 256)
 
 
 def test_every_service_uses_the_app_security_group(prod_run: ProgramRun) -> None:

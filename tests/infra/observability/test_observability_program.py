@@ -15,7 +15,14 @@ import pytest
 
 from infra.config.reader import StackConfigError
 from infra.config.stack import StackConfig, validate
-from infra.observability.metrics import ALB_NAMESPACE, CACHE_NAMESPACE, GIB, RDS_NAMESPACE
+from infra.observability.metrics import (
+    ALB_NAMESPACE,
+    CACHE_NAMESPACE,
+    ECS_NAMESPACE,
+    GIB,
+    RDS_NAMESPACE,
+    WAF_NAMESPACE,
+)
 from queuemetrics import schema
 from testkit.program import ProgramRun, RecordedResource, bare_config, run_program
 
@@ -29,6 +36,7 @@ EVENT_RULE = "aws:cloudwatch/eventRule:EventRule"
 EVENT_TARGET = "aws:cloudwatch/eventTarget:EventTarget"
 SERVICE = "aws:ecs/service:Service"
 SCALING_POLICY = "aws:appautoscaling/policy:Policy"
+WEB_ACL = "aws:wafv2/webAcl:WebAcl"
 
 # The dimensions AWS publishes each metric under (ELB, RDS and ElastiCache CloudWatch docs).
 AWS_DIMENSIONS = {
@@ -38,12 +46,19 @@ AWS_DIMENSIONS = {
     (ALB_NAMESPACE, "TargetResponseTime"): {"LoadBalancer"},
     (ALB_NAMESPACE, "HealthyHostCount"): {"LoadBalancer", "TargetGroup"},
     (ALB_NAMESPACE, "UnHealthyHostCount"): {"LoadBalancer", "TargetGroup"},
+    (ALB_NAMESPACE, "RequestCountPerTarget"): {"LoadBalancer", "TargetGroup"},
+    (ECS_NAMESPACE, "CPUUtilization"): {"ClusterName", "ServiceName"},
     (RDS_NAMESPACE, "CPUUtilization"): {"DBInstanceIdentifier"},
     (RDS_NAMESPACE, "DatabaseConnections"): {"DBInstanceIdentifier"},
     (RDS_NAMESPACE, "FreeStorageSpace"): {"DBInstanceIdentifier"},
     (CACHE_NAMESPACE, "DatabaseMemoryUsagePercentage"): {"CacheClusterId"},
     (CACHE_NAMESPACE, "Evictions"): {"CacheClusterId"},
     (CACHE_NAMESPACE, "CurrConnections"): {"CacheClusterId"},
+}
+# Drawn only where the stack has a WAF web ACL (wafEnabled).
+WAF_DIMENSIONS = {
+    (WAF_NAMESPACE, name): {"WebACL", "Region", "Rule"}
+    for name in ("AllowedRequests", "BlockedRequests", "CountedRequests")
 }
 QUEUE_METRICS = {metric.name: metric for metric in (*schema.QUEUE_METRICS, *schema.POOL_METRICS)}
 
@@ -86,6 +101,18 @@ def declared_dimension_values(run: ProgramRun) -> dict[tuple[str, str], set[str]
             for r in run.of_type("aws:elasticache/replicationGroup:ReplicationGroup")
             for member in r.state["memberClusters"]
         },
+        (ECS_NAMESPACE, "ClusterName"): {r.state["name"] for r in run.of_type("aws:ecs/cluster:Cluster")},
+        (ECS_NAMESPACE, "ServiceName"): {r.state["name"] for r in run.of_type(SERVICE)},
+        (WAF_NAMESPACE, "WebACL"): {r.state["name"] for r in run.of_type(WEB_ACL)},
+        (WAF_NAMESPACE, "Region"): {"us-east-1"},
+        (WAF_NAMESPACE, "Rule"): {
+            "ALL",
+            *(
+                rule["visibilityConfig"]["metricName"]
+                for acl in run.of_type(WEB_ACL)
+                for rule in acl.inputs["rules"]
+            ),
+        },
         (namespace, schema.POOL_DIMENSION): {pool.name for pool in config.workers.pools},
         (namespace, schema.QUEUE_DIMENSION): {
             queue for pool in config.workers.pools for queue in pool.queues
@@ -100,8 +127,9 @@ def assert_names_declared(run: ProgramRun, namespace: str, name: str, dimensions
         assert name in QUEUE_METRICS, f"{where}: the publisher writes no such metric"
         assert tuple(dimensions) == QUEUE_METRICS[name].dimensions, f"{where}: not the publisher's dimensions"
     else:
-        assert (namespace, name) in AWS_DIMENSIONS, f"{where}: not a metric this stack is known to publish"
-        assert set(dimensions) == AWS_DIMENSIONS[namespace, name], f"{where}: AWS publishes other dimensions"
+        known = {**AWS_DIMENSIONS, **WAF_DIMENSIONS}
+        assert (namespace, name) in known, f"{where}: not a metric this stack is known to publish"
+        assert set(dimensions) == known[namespace, name], f"{where}: AWS publishes other dimensions"
     for dimension, value in dimensions.items():
         assert value in declared[namespace, dimension], (
             f"{where}: {dimension}={value!r} is none of the stack's {sorted(declared[namespace, dimension])}"
@@ -182,6 +210,8 @@ def test_dashboard_shows_each_queue_each_pool_web_database_broker_and_beat(run_n
             key = (metric.name, tuple(sorted(schema.dimensions(metric, pool.name).items())))
             assert key in drawn, f"{run.stack}: no {metric.name} graph for pool {pool.name}"
     assert {name for _namespace, name in AWS_DIMENSIONS} <= names, f"{run.stack}: AWS metrics missing"
+    waf = {name for _namespace, name in WAF_DIMENSIONS}
+    assert (waf <= names) == config.web.firewall.enabled, f"{run.stack}: WAF graphs iff WAF is on"
     titles = [widget["properties"]["title"] for widget in dashboard(run)["widgets"]]
     assert ("Celery Beat: tasks running" in titles) == config.beat.enabled, titles
 

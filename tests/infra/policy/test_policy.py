@@ -27,6 +27,7 @@ from infra.policy.rules import (
     LISTENER,
     LOAD_BALANCER,
     LOG_GROUP,
+    PROD_HTTPS_ONLY,
     PROD_STATEFUL_PROTECTED,
     RDS_INSTANCE,
     RDS_PARAMETER_GROUP,
@@ -36,6 +37,7 @@ from infra.policy.rules import (
     SECURITY_GROUP,
     TASK_DEFINITION,
     TIERS,
+    WEB_ACL_ASSOCIATION,
     Tier,
     enforcement_config,
 )
@@ -60,9 +62,16 @@ CHECKED_TYPES = (
 DOCS = Path(__file__).resolve().parents[3] / "docs" / "policy.md"
 
 
-# Runs of the real program: the three stacks of the session fixtures, plus prod with a certificate
-# (the stack files configure none), so the HTTPS listener and the redirect are checked too.
-TIER_OF_RUN: dict[str, Tier] = {"prod": "prod", "prod-https": "prod", "dev": "dev", "ephemeral": "ephemeral"}
+# Runs of the real program: the three stacks of the session fixtures (prod with the certificate it
+# issues for its domain), prod with a certificate the user brings, and an ephemeral stack with
+# HTTPS (where an HTTP listener that forwards breaks the redirect rule alone, not prod's HTTPS rule).
+TIER_OF_RUN: dict[str, Tier] = {
+    "prod": "prod",
+    "prod-https": "prod",
+    "dev": "dev",
+    "ephemeral": "ephemeral",
+    "ephemeral-https": "ephemeral",
+}
 CERTIFICATE_ARN = "arn:aws:acm:us-east-1:123456789012:certificate/web"
 
 
@@ -73,6 +82,7 @@ def runs(request: pytest.FixtureRequest) -> dict[str, ProgramRun]:
         "prod-https": run_program("prod", {"certificateArn": CERTIFICATE_ARN}),
         "dev": request.getfixturevalue("dev_run"),
         "ephemeral": request.getfixturevalue("ephemeral_run"),
+        "ephemeral-https": request.getfixturevalue("custom_run"),
     }
 
 
@@ -104,7 +114,8 @@ def test_only_cost_and_teardown_rules_are_relaxed_outside_prod() -> None:
         "alb-deletion-protection",
         "rds-backup-retention-7-days",
         "alb-access-logs",
-    } == RELAXABLE_RULES, "relax only Multi-AZ, deletion protection, long backups and access logs"
+        "alb-waf",
+    } == RELAXABLE_RULES, "relax only Multi-AZ, deletion protection, long backups, access logs and WAF"
     prod = tier_config("prod")
     assert prod["all"] == "mandatory"
     assert not [name for name, entry in prod.items() if entry == "advisory"], "prod relaxes nothing"
@@ -252,6 +263,13 @@ def _add_environment(name: str, value: str) -> Callable[[Inputs], None]:
     return _in_first_container(
         lambda c: c.setdefault("environment", []).append({"name": name, "value": value})
     )
+
+
+def _plain_http(inputs: Inputs) -> None:
+    """The serving listener turned into plain HTTP (what a stack without a certificate declares)."""
+    inputs.update(protocol="HTTP", port=8080)
+    inputs.pop("certificateArn", None)
+    inputs.pop("sslPolicy", None)
 
 
 FORWARD_ACTIONS = [{"type": "forward", "targetGroupArn": "arn:aws:elasticloadbalancing:us-east-1:1:tg/web"}]
@@ -421,7 +439,7 @@ MISTAKES = [
     ),
     Mistake(
         "alb-http-redirects-to-https",
-        "prod-https",
+        "ephemeral-https",
         _listener("HTTP"),
         _set("defaultActions", FORWARD_ACTIONS),
         "HTTP forwards",
@@ -441,6 +459,20 @@ MISTAKES = [
         "unprotected",
     ),
     Mistake("alb-access-logs", "prod", _only(LOAD_BALANCER), _drop("accessLogs"), "no access logs"),
+    Mistake(
+        "alb-waf",
+        "prod",
+        _only(WEB_ACL_ASSOCIATION),
+        _set("resourceArn", "arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbalancer/app/x/1"),
+        "web ACL on another load balancer",
+    ),
+    Mistake(
+        PROD_HTTPS_ONLY,
+        "prod",
+        _listener("HTTPS"),
+        _plain_http,
+        "the app served over plain HTTP",
+    ),
     Mistake(
         "sg-data-stores-only-from-app",
         "prod",
@@ -563,3 +595,15 @@ def test_deletion_blockers_are_allowed_outside_ephemeral_stacks(runs: dict[str, 
     assert run.one(RDS_INSTANCE).options["protect"], "prod protects its database"
     violations = evaluate(run.resources, tier_config("prod"))
     assert not violations, _listing(violations)
+
+
+def test_plain_http_is_fine_in_dev_and_refused_in_prod(
+    runs: dict[str, ProgramRun], baseline: dict[str, list[Violation]]
+) -> None:
+    """The dev stack serves HTTP on port 80; the same declarations in the prod tier are refused."""
+    dev = runs["dev"]
+    assert not [v for v in baseline["dev"] if v.rule == PROD_HTTPS_ONLY]
+    [listener] = dev.of_type(LISTENER)
+    as_prod = [v for v in evaluate(dev.resources, tier_config("prod")) if v.rule == PROD_HTTPS_ONLY]
+    assert [(v.urn, v.level) for v in as_prod] == [(listener.urn, "mandatory")], _listing(as_prod)
+    assert "set domainName and hostedZoneId, or certificateArn" in as_prod[0].message

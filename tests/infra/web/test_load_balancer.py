@@ -5,7 +5,7 @@ import json
 import pytest
 
 from infra import app_contract
-from testkit.program import ProgramRun
+from testkit.program import ProgramRun, run_program
 from tests.infra.conftest import CERTIFICATE_ARN
 from tests.infra.services.ecs_api import container_definitions
 
@@ -27,6 +27,7 @@ def test_load_balancer_is_public_drops_invalid_headers_and_outlasts_gunicorn(
     assert inputs["loadBalancerType"] == "application"
     assert inputs["internal"] is False
     assert inputs["dropInvalidHeaderFields"] is True
+    assert inputs["ipAddressType"] == "dualstack"
     assert inputs["enableDeletionProtection"] is protected
     public = {subnet.id for subnet in run.of_type("aws:ec2/subnet:Subnet") if "public" in subnet.name}
     assert set(inputs["subnets"]) == public
@@ -111,3 +112,22 @@ def test_access_logs_go_to_a_private_encrypted_expiring_bucket(
 def test_access_logs_are_off_by_default(dev_run: ProgramRun) -> None:
     assert "accessLogs" not in dev_run.one(LOAD_BALANCER).inputs
     assert dev_run.of_type("aws:s3/bucket:Bucket") == []
+
+
+def test_a_leaving_task_drains_before_ecs_stops_it(prod_run: ProgramRun) -> None:
+    """Scale-in and deploys: ECS sends SIGTERM only once the target has drained, so the drain lasts
+    as long as a request may (gunicorn's timeout), and gunicorn then stops before ECS's SIGKILL."""
+    [web] = container_definitions(prod_run.one("aws:ecs/taskDefinition:TaskDefinition", "web-"))
+    gunicorn = {
+        variable["name"]: int(variable["value"])
+        for variable in web["environment"]
+        if variable["name"].startswith("GUNICORN_")
+    }
+    delay = prod_run.one(TARGET_GROUP).inputs["deregistrationDelay"]
+    assert delay == gunicorn[app_contract.GUNICORN_TIMEOUT]
+    assert gunicorn[app_contract.GUNICORN_GRACEFUL_TIMEOUT] < web["stopTimeout"]
+
+
+def test_deregistration_delay_follows_the_request_timeout() -> None:
+    run = run_program("pr-9", {"ephemeral": True, "gunicornTimeoutSeconds": 45, "albIdleTimeoutSeconds": 90})
+    assert run.one(TARGET_GROUP).inputs["deregistrationDelay"] == 45

@@ -1,0 +1,114 @@
+"""The admin is reachable only from the allowed networks: listener rules forward it for them and
+answer 404 to everyone else, however the path is spelled."""
+
+import fnmatch
+import itertools
+import re
+from pathlib import Path
+
+import pytest
+
+from infra import app_contract
+from infra.web.admin import ALLOW_PRIORITY, DENY_PRIORITY, admin_paths, hidden_paths, in_groups
+from testkit.program import ProgramRun, run_program
+
+RULE = "aws:lb/listenerRule:ListenerRule"
+LISTENER = "aws:lb/listener:Listener"
+TARGET_GROUP = "aws:lb/targetGroup:TargetGroup"
+URLS = Path(__file__).resolve().parents[3] / "app" / "config" / "urls.py"
+NETWORKS = ["203.0.113.0/24", "198.51.100.7/32", "2001:db8::/32", "192.0.2.0/28"]
+
+
+@pytest.fixture(scope="module")
+def allowed_run() -> ProgramRun:
+    return run_program("dev", {"adminAllowedCidrs": NETWORKS})
+
+
+def rules_of(run: ProgramRun) -> list[dict]:
+    return sorted((rule.inputs for rule in run.of_type(RULE)), key=lambda inputs: inputs["priority"])
+
+
+def alb_matches(pattern: str, path: str) -> bool:
+    """ALB path patterns: case-sensitive, `*` any characters, `?` exactly one."""
+    return re.fullmatch(fnmatch.translate(pattern), path) is not None
+
+
+def test_the_contract_names_the_apps_admin_path() -> None:
+    assert f'path("{app_contract.ADMIN_PATH.strip("/")}/", admin.site.urls)' in URLS.read_text()
+
+
+def test_an_open_admin_declares_no_rules(dev_run: ProgramRun) -> None:
+    assert dev_run.of_type(RULE) == []
+
+
+def test_prod_closes_the_admin_to_everyone_on_the_serving_listener(prod_run: ProgramRun) -> None:
+    https = prod_run.one(LISTENER, "https")
+    rules = rules_of(prod_run)
+    assert rules, "prod's admin must be closed"
+    for rule in rules:
+        assert rule["listenerArn"] == https.state["arn"], "HTTP only redirects; HTTPS serves the app"
+        assert rule["actions"] == [
+            {
+                "type": "fixed-response",
+                "fixedResponse": {
+                    "contentType": "text/plain",
+                    "messageBody": "Not Found",
+                    "statusCode": "404",
+                },
+            }
+        ]
+        assert all("sourceIp" not in condition for condition in rule["conditions"])
+    patterns = [
+        value
+        for rule in rules
+        for condition in rule["conditions"]
+        for value in condition["pathPattern"]["values"]
+    ]
+    assert patterns == list(hidden_paths())
+
+
+def test_allowed_networks_reach_the_admin_and_everyone_else_gets_404(allowed_run: ProgramRun) -> None:
+    rules = rules_of(allowed_run)
+    allow = [rule for rule in rules if rule["actions"][0]["type"] == "forward"]
+    deny = [rule for rule in rules if rule["actions"][0]["type"] == "fixed-response"]
+    assert [rule["priority"] for rule in allow] == [ALLOW_PRIORITY, ALLOW_PRIORITY + 1]
+    assert all(rule["priority"] >= DENY_PRIORITY for rule in deny), "allow rules are evaluated first"
+    target_group = allowed_run.one(TARGET_GROUP).state["arn"]
+    networks = []
+    for rule in allow:
+        assert rule["actions"] == [{"type": "forward", "targetGroupArn": target_group}]
+        [paths, sources] = rule["conditions"]
+        assert paths["pathPattern"]["values"] == list(admin_paths())
+        values = sources["sourceIp"]["values"]
+        assert len(values) <= 3 and len(values) + len(admin_paths()) <= 5, "ALB condition value quotas"
+        networks += values
+    assert networks == NETWORKS
+    web = allowed_run.one("aws:ecs/service:Service", "web-service")
+    assert {rule.urn for rule in allowed_run.of_type(RULE)} <= set(web.dependencies), (
+        "web serves only once the admin is closed"
+    )
+
+
+def spellings(path: str) -> set[str]:
+    """Every way of writing `path` with its characters literal or percent-encoded (both hex cases)."""
+    options = [
+        {char, f"%{ord(char):02X}", f"%{ord(char):02x}"} if char != "/" or index else {char}
+        for index, char in enumerate(path)
+    ]
+    return {"".join(chosen) for chosen in itertools.product(*options)}
+
+
+def test_every_spelling_of_the_admin_path_is_hidden() -> None:
+    """The ALB matches the raw path; gunicorn decodes it before Django routes it."""
+    hidden = hidden_paths()
+    for spelling in spellings(app_contract.ADMIN_PATH):
+        for path in (spelling, f"{spelling}login/"):
+            assert any(alb_matches(pattern, path) for pattern in hidden), f"{path} reaches the admin"
+    assert any(alb_matches(pattern, "/admin") for pattern in hidden)
+    for public in ("/", "/api/signups", "/healthz", "/readyz", "/static/app.css", "/administrator-guide"):
+        assert not any(alb_matches(pattern, public) for pattern in hidden), public
+
+
+def test_networks_are_grouped_by_three() -> None:
+    assert in_groups(["a", "b", "c", "d", "e", "f", "g"]) == [("a", "b", "c"), ("d", "e", "f"), ("g",)]
+    assert in_groups([]) == []
