@@ -50,6 +50,9 @@ class ObservabilityArgs:
     web_serves_traffic: bool  # at least one web task is wanted
     alarms: AlarmsConfig
     queue_age_alarm_seconds: int  # the autoscaling component's alarm, drawn on the dashboard
+    # The stack's KMS key for the alarm topic (its policy lets alarms and EventBridge publish);
+    # None: an unencrypted topic.
+    key_arn: pulumi.Input[str] | None = None
 
     @classmethod
     def for_stack(
@@ -59,6 +62,7 @@ class ObservabilityArgs:
         cloud: Cloud,
         cluster_arn: pulumi.Input[str],
         watched: WatchedResources,
+        key_arn: pulumi.Input[str] | None = None,
     ) -> ObservabilityArgs:
         return cls(
             dashboard_name=names.prefix,
@@ -80,6 +84,7 @@ class ObservabilityArgs:
             web_serves_traffic=config.web.desired_count > 0,
             alarms=config.alarms,
             queue_age_alarm_seconds=config.scaling.queue_age_alarm_seconds,
+            key_arn=key_arn,
         )
 
 
@@ -102,7 +107,9 @@ class Observability(pulumi.ComponentResource):
     ) -> None:
         super().__init__("djcelery:index:Observability", name, None, opts)
         self._name, self._args = name, args
-        topic = aws.sns.Topic(f"{name}-alarms", opts=pulumi.ResourceOptions(parent=self))
+        topic = aws.sns.Topic(
+            f"{name}-alarms", kms_master_key_id=args.key_arn, opts=pulumi.ResourceOptions(parent=self)
+        )
         stack = self._monitored_stack()
         dashboard = aws.cloudwatch.Dashboard(
             f"{name}-dashboard",

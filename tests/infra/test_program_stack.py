@@ -28,6 +28,10 @@ EXPORTS = {
     "queueMetricsNamespace",
     "alarmTopicArn",
     "dashboardName",
+    "dbInstanceIdentifier",
+    "mediaBucketName",
+    "execAuditLogGroupName",
+    "dataKeyArn",
 }
 STACKS = ["dev_run", "prod_run", "ephemeral_run", "custom_run"]
 

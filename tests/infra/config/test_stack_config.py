@@ -165,6 +165,18 @@ def test_stack_specific_values_override_defaults() -> None:
         ),
         ({"workerPools": [default_pool(queues=[])]}, "workerPools[0].queues", "a non-empty list of distinct"),
         ({"workerPools": [{"name": "x"}]}, "workerPools[0]", "an object with exactly the fields"),
+        (
+            {"dbMonitoringIntervalSeconds": 45},
+            "dbMonitoringIntervalSeconds",
+            "allowed: 0, 1, 5, 10, 15, 30, 60",
+        ),
+        (
+            {"dbRestoredIdentifier": "djcelery-dev-postgres-copy"},
+            "dbRestoredIdentifier",
+            "the identifier `python -m infra.ops restore` printed (<database>-rYYYYMMDDHHMM)",
+        ),
+        ({"mediaNoncurrentVersionDays": 0}, "mediaNoncurrentVersionDays", "an integer from 1 to 3650"),
+        ({"customerManagedKey": "on"}, "customerManagedKey", 'got "on"; allowed: true or false'),
         ({"certificateArn": "my-cert"}, "certificateArn", "empty, or an ACM certificate ARN"),
         ({"domainName": "app.example.com"}, "domainName", "empty unless certificateArn is set"),
         ({"imagePlatform": "linux/s390x"}, "imagePlatform", "linux/amd64, linux/arm64"),
@@ -231,6 +243,8 @@ def test_missing_key_is_reported() -> None:
         ({"redisServerless": True}, "redisServerless"),
         ({"dbDeletionProtection": True}, "dbDeletionProtection"),
         ({"imageDockerfile": "app/Dockerfile.missing"}, "imageDockerfile"),
+        # Another stack's database: the program knows which instance is this stack's.
+        ({"dbRestoredIdentifier": "djcelery-prod-postgres-r202612011155"}, "dbRestoredIdentifier"),
         # Set in a stack file but declared nowhere: a typo must not be silently ignored.
         ({"webDesiredCont": 2}, "webDesiredCont"),
     ],
@@ -249,3 +263,16 @@ def test_a_bad_email_url_is_refused_without_showing_the_secret() -> None:
     assert raised.value.keys == ["emailUrl"]
     assert "hunter2" not in str(raised.value), "the error message must not print the secret"
     assert "smtp+tls://" in str(raised.value), "the message names the allowed form"
+
+
+def test_a_restored_database_must_be_a_restore_of_this_stacks_own() -> None:
+    config = validate(
+        raw_config("prod", dbRestoredIdentifier="djcelery-prod-postgres-r202612011155"),
+        stack_database="djcelery-prod-postgres",
+    )
+    assert config.database.restored_identifier == "djcelery-prod-postgres-r202612011155"
+    with pytest.raises(StackConfigError, match="a restore of this stack's database: djcelery-dev-postgres-r"):
+        validate(
+            raw_config("prod", dbRestoredIdentifier="djcelery-prod-postgres-r202612011155"),
+            stack_database="djcelery-dev-postgres",
+        )
