@@ -2,14 +2,18 @@
 
     python -m infra.ops manage <stack> -- <manage.py arguments...>
     python -m infra.ops shell <stack> [--command CMD]
+    python -m infra.ops restore <stack> (--to TIME | --latest) [--no-wait]
 
 `manage` starts the web task definition as a one-off Fargate task (same subnets, security group
 and secrets as the web service) with the command `python manage.py <arguments>`, streams the
 task's CloudWatch log to stdout and exits with the command's exit code. `shell` prints the
-`aws ecs execute-command` line that opens an interactive shell in a running web task.
+`aws ecs execute-command` line that opens an interactive shell in a running web task. `restore`
+restores the stack's database to a point in time into a new instance and prints the configuration
+change that points the stack at it (infra/ops/restore.py).
 
 Exit codes:
-    0-255  `manage`: the exit code of `manage.py` in the task; `shell`: 0 once the line is printed
+    0-255  `manage`: the exit code of `manage.py` in the task; `shell`: 0 once the line is printed;
+           `restore`: 0 once the restored instance is available (or, with --no-wait, being created)
     2      the command line was not understood
     125    the operation could not be carried out (stack not deployed, the Pulumi CLI missing,
            the task did not start, no running web task, an AWS error); the reason is on stderr
@@ -30,15 +34,18 @@ import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import boto3
+import yaml
 from botocore.exceptions import BotoCoreError, ClientError
 
 from infra import ecs_tasks
 from infra.app_contract import Role
 from infra.ecs_tasks import FargateNetwork, TaskLog, TaskState, client_error_text, task_id
+from infra.ops import restore
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -88,9 +95,13 @@ class DeployedStack:
     security_group_id: str
     assign_public_ip: bool
     web_log_group: str
+    db_instance_identifier: str | None = None  # the RDS instance the stack uses (older stacks: None)
+    protected: bool = False  # protectResources: Pulumi `protect` on the stateful resources
 
     @classmethod
-    def from_outputs(cls, name: str, region: str, outputs: Mapping[str, Any]) -> DeployedStack:
+    def from_outputs(
+        cls, name: str, region: str, outputs: Mapping[str, Any], protected: bool = False
+    ) -> DeployedStack:
         """Builds the stack from `pulumi stack output --json`; one error lists every bad output."""
         problems: list[str] = []
 
@@ -138,6 +149,8 @@ class DeployedStack:
             security_group_id=security_group_id,
             assign_public_ip=assign_public_ip,
             web_log_group=log_group_names[WEB_ROLE],
+            db_instance_identifier=outputs.get("dbInstanceIdentifier"),
+            protected=protected,
         )
 
     @property
@@ -201,7 +214,12 @@ def read_stack(stack: str) -> DeployedStack:
             f"no AWS region for stack {stack!r}: set it with `pulumi config set aws:region <region> "
             f"--stack {stack}` or export AWS_REGION"
         )
-    return DeployedStack.from_outputs(stack, region, outputs)
+    protected = str(config.get(f"{project_name()}:protectResources", {}).get("value")).lower() == "true"
+    return DeployedStack.from_outputs(stack, region, outputs, protected)
+
+
+def project_name() -> str:
+    return str(yaml.safe_load((REPO_ROOT / "Pulumi.yaml").read_text())["name"])
 
 
 # --- One-off tasks ------------------------------------------------------------------------------
@@ -339,6 +357,20 @@ def _parser() -> argparse.ArgumentParser:
     shell.add_argument(
         "--command", default=DEFAULT_SHELL_COMMAND, help=f"command to run (default {DEFAULT_SHELL_COMMAND})"
     )
+    restoring = commands.add_parser(
+        "restore",
+        help="restore the stack's database to a point in time into a new instance; print how to adopt it",
+        description="Example: python -m infra.ops restore prod --to 2026-12-01T11:55:00Z",
+    )
+    restoring.add_argument("stack", help="Pulumi stack name, e.g. prod")
+    when = restoring.add_mutually_exclusive_group(required=True)
+    when.add_argument("--to", metavar="TIME", help="UTC time to restore to, ISO 8601 (2026-12-01T11:55:00Z)")
+    when.add_argument(
+        "--latest", action="store_true", help="the latest restorable time (about 5 minutes ago)"
+    )
+    restoring.add_argument(
+        "--no-wait", action="store_true", help="print the next steps without waiting for the instance"
+    )
     return parser
 
 
@@ -370,6 +402,43 @@ def _manage(
     return exit_code
 
 
+def _restore(
+    stack: DeployedStack,
+    args: argparse.Namespace,
+    client_factory: ClientFactory,
+    sleep: Callable[[float], None],
+) -> int:
+    if not stack.db_instance_identifier:
+        raise OpsError(
+            f"stack {stack.name!r} does not export dbInstanceIdentifier. "
+            f"Update it with the current program: scripts/deploy {stack.name}"
+        )
+    rds = client_factory("rds", stack.region)
+    try:
+        source = restore.describe_source(rds, stack.db_instance_identifier)
+        restore_time = None if args.latest else restore.parse_restore_time(args.to)
+        if restore_time is not None:
+            restore.check_window(
+                restore_time, restore.earliest_restorable(rds, source), source.latest_restorable
+            )
+        named_after = restore_time or source.latest_restorable or datetime.now(UTC)
+        target = restore.restored_identifier(source.identifier, named_after)
+        restore.start_restore(rds, restore.restore_request(source, target, restore_time))
+        point = "the latest restorable time" if restore_time is None else restore_time.isoformat()
+        print(f"restoring {source.identifier} to {point} as {target}", file=sys.stderr, flush=True)
+        if not args.no_wait:
+            restore.wait_until_available(
+                rds,
+                target,
+                sleep=sleep,
+                progress=lambda status: print(f"{target}: {status}", file=sys.stderr),
+            )
+    except restore.RestoreError as error:
+        raise OpsError(str(error)) from None
+    print(restore.next_steps(stack.name, project_name(), source, target, protected=stack.protected))
+    return 0
+
+
 def main(
     argv: Sequence[str] | None = None,
     *,
@@ -385,6 +454,8 @@ def main(
         stack = stack_reader(args.stack)
         if args.operation == "manage":
             return _manage(stack, args.manage_args, client_factory, sleep)
+        if args.operation == "restore":
+            return _restore(stack, args, client_factory, sleep)
         task_arn = find_shell_task(client_factory("ecs", stack.region), stack)
         print(execute_command_line(stack, task_arn, args.command))
         return 0
