@@ -46,7 +46,8 @@ PROTECT_FIRST = (
 class StackConfig:
     ephemeral: bool  # a throw-away stack (e.g. per pull request): nothing may block its destroy
     # Pulumi `protect` on what a destroy must never take by accident (database, broker, load
-    # balancer, image repository, log bucket): `pulumi destroy` stops at preview, deleting nothing.
+    # balancer, image repository, log and media buckets, KMS key): `pulumi destroy` stops at
+    # preview, deleting nothing.
     protect_resources: bool
     network: NetworkConfig
     database: DatabaseConfig
