@@ -37,6 +37,14 @@ class UsageAssumptions:
     nat_gb_per_month: float  # traffic through NAT gateways (image pulls, outbound email, AWS APIs)
     alb_average_lcu: float  # load balancer capacity units in use, averaged over the month
     web_requests_millions: float  # requests to the load balancer a month (WAF inspects each one)
+    media_gb: float = 1.0  # media files kept in the bucket (all versions)
+    media_puts_per_month: float = 1_000  # uploads (and multipart parts)
+    media_gets_per_month: float = 10_000  # downloads through presigned links
+    kms_requests_per_month: float = 50_000  # with the stack's key: task starts, secrets, uploads, logs
+    exec_session_log_gb_per_month: float = 0.01  # ECS Exec session transcripts
+    # Enhanced Monitoring writes one RDSOSMetrics event per interval to CloudWatch Logs; its size
+    # grows with the process list (an assumption, not a measurement).
+    enhanced_monitoring_kb_per_sample: float = 4.0
 
 
 ASSUMPTIONS = {
@@ -44,7 +52,15 @@ ASSUMPTIONS = {
         log_gb_per_month=2, nat_gb_per_month=5, alb_average_lcu=0.1, web_requests_millions=0.5
     ),
     "prod": UsageAssumptions(
-        log_gb_per_month=20, nat_gb_per_month=50, alb_average_lcu=1.0, web_requests_millions=10
+        log_gb_per_month=20,
+        nat_gb_per_month=50,
+        alb_average_lcu=1.0,
+        web_requests_millions=10,
+        media_gb=50,
+        media_puts_per_month=100_000,
+        media_gets_per_month=1_000_000,
+        kms_requests_per_month=500_000,
+        exec_session_log_gb_per_month=0.1,
     ),
 }
 # The same stack with config values it already accepts, to show what each choice saves.
@@ -60,7 +76,7 @@ NOT_MODELLED = (
     "ECR image storage (about $0.10 per GB-month of kept images)",
     "RDS backup storage beyond the free allowance (the size of the database)",
     "ElastiCache snapshot storage",
-    "ALB access logs in S3, SNS notifications",
+    "ALB access logs in S3, SNS notifications, noncurrent versions of media files beyond the assumed size",
     "one-off migration tasks (a minute or two of Fargate per deploy)",
     "Secrets Manager and CloudWatch API calls other than PutMetricData",
     "the Route 53 hosted zone of your domain (it exists before the stack) and queries to the "
@@ -379,6 +395,82 @@ def queue_metrics(run: ProgramRun, prices: PriceTable, usage: UsageAssumptions) 
         )
 
 
+def keys(run: ProgramRun, prices: PriceTable, usage: UsageAssumptions) -> Iterable[LineItem]:
+    count = len(run.of_type("aws:kms/key:Key"))
+    if count:
+        yield LineItem("KMS", "customer-managed keys", f"{count}", count * prices.usd("kms_key_month"))
+        yield LineItem(
+            "KMS",
+            "requests (assumed)",
+            f"{usage.kms_requests_per_month:,.0f}",
+            usage.kms_requests_per_month / 10_000 * prices.usd("kms_10000_requests"),
+        )
+
+
+def media(run: ProgramRun, prices: PriceTable, usage: UsageAssumptions) -> Iterable[LineItem]:
+    """The media buckets the task definitions name (the ALB's log bucket is not modelled)."""
+    named = {
+        variable["value"]
+        for container in _container_definitions(run)
+        for variable in container.get("environment", [])
+        if variable["name"] == app_contract.MEDIA_BUCKET
+    }
+    for bucket in run.of_type("aws:s3/bucket:Bucket"):
+        if bucket.state.get("bucket") not in named:
+            continue
+        yield LineItem(
+            "S3 media",
+            "storage (assumed)",
+            f"{usage.media_gb:g} GB",
+            usage.media_gb * prices.usd("s3_standard_gb_month"),
+        )
+        yield LineItem(
+            "S3 media",
+            "uploads and downloads (assumed)",
+            f"{usage.media_puts_per_month:,.0f} PUT, {usage.media_gets_per_month:,.0f} GET",
+            usage.media_puts_per_month / 1000 * prices.usd("s3_put_1000_requests")
+            + usage.media_gets_per_month / 1000 * prices.usd("s3_get_1000_requests"),
+        )
+
+
+def database_insight(run: ProgramRun, prices: PriceTable, usage: UsageAssumptions) -> Iterable[LineItem]:
+    for db in run.of_type("aws:rds/instance:Instance"):
+        if db.inputs.get("performanceInsightsEnabled"):
+            days = db.inputs.get("performanceInsightsRetentionPeriod", 7)
+            if days != 7:
+                raise CostModelError(
+                    f"{db.name}: only the free 7-day Performance Insights history is modelled"
+                )
+            yield LineItem(
+                "RDS insight",
+                "Performance Insights, 7 days",
+                "free tier",
+                prices.usd("performance_insights_7_days"),
+            )
+        interval = int(db.inputs.get("monitoringInterval") or 0)
+        if interval:
+            samples = prices.hours_per_month * 3600 / interval
+            gigabytes = samples * usage.enhanced_monitoring_kb_per_sample / 1024 / 1024
+            yield LineItem(
+                "RDS insight",
+                f"Enhanced Monitoring every {interval} s (CloudWatch Logs, assumed event size)",
+                f"{gigabytes:.2f} GB",
+                gigabytes * prices.usd("cloudwatch_logs_ingest_gb"),
+            )
+
+
+def exec_audit(run: ProgramRun, prices: PriceTable, usage: UsageAssumptions) -> Iterable[LineItem]:
+    for cluster in run.of_type("aws:ecs/cluster:Cluster"):
+        settings = (cluster.inputs.get("configuration") or {}).get("executeCommandConfiguration") or {}
+        if settings.get("logging") == "OVERRIDE":
+            yield LineItem(
+                "CloudWatch Logs",
+                "ECS Exec session audit (assumed)",
+                f"{usage.exec_session_log_gb_per_month:g} GB",
+                usage.exec_session_log_gb_per_month * prices.usd("cloudwatch_logs_ingest_gb"),
+            )
+
+
 def alarms(run: ProgramRun, prices: PriceTable, usage: UsageAssumptions) -> Iterable[LineItem]:
     declared = run.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")
     if declared:
@@ -437,6 +529,10 @@ ESTIMATORS: Sequence[Callable[[ProgramRun, PriceTable, UsageAssumptions], Iterab
     queue_metrics,
     alarms,
     dashboards,
+    keys,
+    media,
+    database_insight,
+    exec_audit,
 )
 
 

@@ -14,6 +14,7 @@ from infra.config.stack import PROJECT_ROOT, load_stack_config
 from infra.data.broker import Broker, BrokerArgs
 from infra.data.database import Database, DatabaseArgs
 from infra.data.secrets import AppSecrets, AppSecretsArgs
+from infra.encryption.key import DataKey, DataKeyArgs
 from infra.image.image import AppImage, AppImageArgs
 from infra.naming import Cloud, StackNames
 from infra.network.network import Network, NetworkArgs
@@ -24,6 +25,7 @@ from infra.services import containers, roles
 from infra.services.app_services import AppServices, AppServicesArgs
 from infra.services.cluster import Cluster, ClusterArgs
 from infra.services.fargate import FargateTask, FargateTaskArgs, Placement
+from infra.storage.bucket import MediaBucket, MediaBucketArgs
 from infra.web.load_balancer import WebLoadBalancer, WebLoadBalancerArgs
 
 WEB_ROLLOUT_TIMEOUT_SECONDS = 10 * 60
@@ -40,6 +42,27 @@ cloud = Cloud(
 )
 protect = config.protect_resources
 
+# --- The stack's KMS key (optional) and the media bucket -----------------------------------------
+key = (
+    DataKey(
+        "data-key",
+        DataKeyArgs(
+            f"alias/{names.prefix}",
+            cloud.region,
+            cloud.account_id,
+            # The log groups of the tasks, the ECS Exec sessions and the database (restores included).
+            [f"/ecs/{names.prefix}/*", f"/aws/rds/instance/{names.database}*"],
+            ephemeral=config.ephemeral,
+            protect=protect,
+        ),
+        aws_only,
+    )
+    if config.encryption.customer_managed_key
+    else None
+)
+key_arn = key.arn if key else None
+media = MediaBucket("media", MediaBucketArgs(config.media, names.prefix, protect, key_arn), aws_only)
+
 # --- Network, data stores, secrets, image ---------------------------------------------------------
 network = Network("network", NetworkArgs(config.network, https=config.web.https), aws_only)
 database = Database(
@@ -52,21 +75,29 @@ database = Database(
         config.logs.retention_days,
         ephemeral=config.ephemeral,
         protect=protect,
+        key_arn=key_arn,
+        account_id=cloud.account_id,
     ),
     aws_only,
 )
 broker = Broker(
     "broker",
-    BrokerArgs(config.broker, network.private_subnet_ids, network.redis_security_group_id, protect=protect),
+    BrokerArgs(config.broker, network.private_subnet_ids, network.redis_security_group_id, protect, key_arn),
     aws_only,
 )
 secrets = AppSecrets(
-    "secrets", AppSecretsArgs(database.url, broker.url, config.app.email_url, config.ephemeral), aws_only
+    "secrets",
+    AppSecretsArgs(database.url, broker.url, config.app.email_url, config.ephemeral, key_arn),
+    aws_only,
 )
-image = AppImage("image", AppImageArgs(config.image, PROJECT_ROOT, protect=protect), aws_only)
+image = AppImage("image", AppImageArgs(config.image, PROJECT_ROOT, protect, key_arn), aws_only)
 
 # --- Cluster and load balancer ----------------------------------------------------------------------
-cluster = Cluster("cluster", ClusterArgs(names.prefix, config.logs.container_insights), aws_only)
+cluster = Cluster(
+    "cluster",
+    ClusterArgs(names.prefix, config.logs.container_insights, config.logs.retention_days, key_arn),
+    aws_only,
+)
 load_balancer = WebLoadBalancer(
     "web-lb",
     WebLoadBalancerArgs(
@@ -93,11 +124,19 @@ watched = WatchedResources(
     load_balancer.web_acl_name,
 )
 observability = Observability(
-    "observability", ObservabilityArgs.for_stack(config, names, cloud, cluster.arn, watched), aws_only
+    "observability",
+    ObservabilityArgs.for_stack(config, names, cloud, cluster.arn, watched, key_arn),
+    aws_only,
 )
 
 # --- Release: migrations run once per new image or migrate task definition ------------------------
-runtime = roles.task_runtime(config, names, image, secrets.arns, host_names, cloud)
+task_data = roles.TaskData(
+    media.bucket_name,
+    config.database.restored_identifier or names.database,
+    {"exec": cluster.exec_policy, "media": media.task_policy},
+    key_arn,
+)
+runtime = roles.task_runtime(config, names, image, secrets.arns, host_names, cloud, task_data)
 placement = Placement(
     cluster.arn, network.service_subnet_ids, [network.app_security_group_id], network.assign_public_ip
 )
@@ -173,3 +212,7 @@ pulumi.export("webContainerName", web.task.container_name)
 pulumi.export("queueMetricsNamespace", names.metric_namespace)
 pulumi.export("alarmTopicArn", observability.topic_arn)
 pulumi.export("dashboardName", observability.dashboard_name)
+pulumi.export("dbInstanceIdentifier", database.instance_identifier)
+pulumi.export("mediaBucketName", media.bucket_name)
+pulumi.export("execAuditLogGroupName", cluster.exec_audit_log_group_name)
+pulumi.export("dataKeyArn", key_arn)

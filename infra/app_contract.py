@@ -86,6 +86,15 @@ QUEUE_METRICS_INTERVAL_SECONDS = "QUEUE_METRICS_INTERVAL_SECONDS"
 QUEUE_METRICS_POOLS = "QUEUE_METRICS_POOLS"  # JSON: [{"pool", "queues": [...], "service"}]
 ECS_CLUSTER = "ECS_CLUSTER"
 AWS_REGION = "AWS_REGION"
+# Media files (user uploads): the S3 bucket django-storages writes to, with the task role's
+# credentials, in AWS_REGION. Without it the app stores uploads under /tmp (lost with the task).
+MEDIA_BUCKET = "MEDIA_BUCKET"
+# Not set by the stack: another S3 endpoint (e.g. a local S3-compatible server for tests).
+MEDIA_S3_ENDPOINT_URL = "MEDIA_S3_ENDPOINT_URL"
+# The RDS instance behind DATABASE_URL. The app does not need it; it changes when the stack is
+# pointed at a restored database, which gives every task definition a new revision, so every
+# service restarts and reads the new DATABASE_URL (ECS reads secrets only when a task starts).
+DATABASE_INSTANCE = "DATABASE_INSTANCE"
 
 
 # --- Role commands (container `command`, run from APP_WORKDIR, no shell) ---------------------

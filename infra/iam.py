@@ -64,26 +64,64 @@ def ecs_tasks_trust_policy(account_id: str) -> Policy:
     )
 
 
-def execution_role_policy(secret_arns: Sequence[str], repository_arn: str, log_group_arn: str) -> Policy:
-    return document(
+def execution_role_policy(
+    secret_arns: Sequence[str], repository_arn: str, log_group_arn: str, key_arn: str | None = None
+) -> Policy:
+    """With the stack's KMS key, reading the secrets also decrypts them with it (Secrets Manager
+    calls KMS as the caller)."""
+    statements = [
         statement("ReadTaskSecrets", "secretsmanager:GetSecretValue", sorted(secret_arns)),
         # The registry token is account-wide: this action has no resource-level permissions.
         statement("EcrLogin", "ecr:GetAuthorizationToken", "*"),
         statement("PullAppImage", ECR_PULL_ACTIONS, repository_arn),
         statement("WriteTaskLogs", LOG_WRITE_ACTIONS, f"{log_group_arn}:log-stream:*"),
-    )
+    ]
+    if key_arn:
+        statements.append(
+            statement(
+                "DecryptTaskSecrets",
+                "kms:Decrypt",
+                key_arn,
+                condition={"StringLike": {"kms:ViaService": "secretsmanager.*.amazonaws.com"}},
+            )
+        )
+    return document(*statements)
 
 
-def ecs_exec_policy(session_log_group_arn: str) -> Policy:
-    """ECS Exec sessions, logged to the task's own log group (the cluster's DEFAULT logging: without
-    these log permissions the agent cannot record a session and the session fails to start)."""
-    return document(
+def ecs_exec_policy(audit_log_group_arn: str, key_arn: str | None = None) -> Policy:
+    """ECS Exec sessions, recorded in the cluster's audit log group (logging OVERRIDE: without these
+    log permissions the agent cannot record a session and the session fails to start). With the
+    stack's KMS key, the session channel is encrypted with it and the agent decrypts with it."""
+    statements = [
         statement("EcsExec", ECS_EXEC_ACTIONS, "*"),
         # DescribeLogGroups has no resource-level permissions.
         statement("FindSessionLogGroup", "logs:DescribeLogGroups", "*"),
         statement(
             "WriteSessionLogs",
             ("logs:CreateLogStream", "logs:DescribeLogStreams", "logs:PutLogEvents"),
-            f"{session_log_group_arn}:*",
+            f"{audit_log_group_arn}:*",
         ),
-    )
+    ]
+    if key_arn:
+        statements.append(statement("DecryptSessionChannel", "kms:Decrypt", key_arn))
+    return document(*statements)
+
+
+def media_bucket_policy(bucket_arn: str, key_arn: str | None = None) -> Policy:
+    """The app's media files: read, write and delete objects of the stack's media bucket, and list
+    it (django-storages lists directories), nothing else; with the stack's KMS key, the data keys
+    that SSE-KMS objects need."""
+    statements = [
+        statement("ListMedia", "s3:ListBucket", bucket_arn),
+        statement("ReadWriteMedia", ("s3:GetObject", "s3:PutObject", "s3:DeleteObject"), f"{bucket_arn}/*"),
+    ]
+    if key_arn:
+        statements.append(
+            statement(
+                "EncryptMedia",
+                ("kms:Decrypt", "kms:GenerateDataKey"),
+                key_arn,
+                condition={"StringLike": {"kms:ViaService": "s3.*.amazonaws.com"}},
+            )
+        )
+    return document(*statements)

@@ -49,7 +49,7 @@ class RecordedResource:
     parent: str | None  # parent URN, None for resources parented to the stack
     dependencies: tuple[str, ...]  # URNs the resource depends on (depends_on and inputs)
     # Resource options the engine acts on: protect, retainOnDelete, deleteBeforeReplace,
-    # ignoreChanges (engine property names) and provider (its reference, "" for the default one).
+    # ignoreChanges, importId (engine property names) and provider (its reference, "" for the default).
     options: dict[str, Any] = field(default_factory=dict)
     id: str = ""  # the (fabricated) physical id
     state: dict[str, Any] = field(default_factory=dict)  # the (fabricated) outputs: inputs plus computed
@@ -318,6 +318,14 @@ def _certificate(made: _Fabrication) -> dict[str, Any]:
     }
 
 
+def _bucket(made: _Fabrication) -> dict[str, Any]:
+    """S3 names a bucket from its `bucket`, or its `bucketPrefix` plus a generated suffix."""
+    name = made.inputs.get("bucket") or (
+        f"{made.inputs['bucketPrefix']}{made.suffix}" if made.inputs.get("bucketPrefix") else made.physical
+    )
+    return {"id": name, "bucket": name, "arn": f"arn:aws:s3:::{name}"}
+
+
 def _password(made: _Fabrication) -> dict[str, Any]:
     return {"result": (_digest("secret", made.name) * 4)[: int(made.inputs.get("length", 32))]}
 
@@ -385,10 +393,10 @@ _FABRICATED: dict[str, Callable[[_Fabrication], dict[str, Any]]] = {
         "arn": _arn("wafv2", f"regional/webacl/{made.physical}/{made.suffix}"),
         "capacity": 927,
     },
-    "aws:s3/bucket:Bucket": lambda made: {
-        "id": made.physical,
-        "bucket": made.physical,
-        "arn": f"arn:aws:s3:::{made.physical}",
+    "aws:s3/bucket:Bucket": _bucket,
+    "aws:kms/key:Key": lambda made: {
+        "keyId": f"{made.suffix}-0000-4000-8000-{made.suffix}{made.suffix[:4]}",
+        "arn": _arn("kms", f"key/{made.suffix}-0000-4000-8000-{made.suffix}{made.suffix[:4]}"),
     },
     "aws:ecs/cluster:Cluster": lambda made: {"arn": _arn("ecs", f"cluster/{made.physical}")},
     "aws:ecs/service:Service": lambda made: {
@@ -455,6 +463,7 @@ class RecordingMonitor(MockMonitor):
                             "deleteBeforeReplace": request.deleteBeforeReplace,
                             "ignoreChanges": tuple(request.ignoreChanges),
                             "provider": request.provider,  # "<provider URN>::<id>", "" for the default
+                            "importId": request.importId,  # "" unless the resource is imported
                         },
                     )
                 )

@@ -21,11 +21,14 @@ import yaml
 from infra.autoscaling.config import ScalingConfig
 from infra.config.reader import ConfigReader, StackConfigError
 from infra.data.config import BrokerConfig, DatabaseConfig
+from infra.encryption.config import KeyConfig
 from infra.image.config import ImageConfig
+from infra.naming import StackNames
 from infra.network.config import NetworkConfig
 from infra.observability.config import AlarmsConfig, LogsConfig
 from infra.release.config import ReleaseConfig
 from infra.services.config import AppConfig, BeatConfig, CeleryLimits, WorkersConfig
+from infra.storage.config import MediaConfig
 from infra.web.config import WebConfig
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -43,7 +46,8 @@ PROTECT_FIRST = (
 class StackConfig:
     ephemeral: bool  # a throw-away stack (e.g. per pull request): nothing may block its destroy
     # Pulumi `protect` on what a destroy must never take by accident (database, broker, load
-    # balancer, image repository, log bucket): `pulumi destroy` stops at preview, deleting nothing.
+    # balancer, image repository, log and media buckets, KMS key): `pulumi destroy` stops at
+    # preview, deleting nothing.
     protect_resources: bool
     network: NetworkConfig
     database: DatabaseConfig
@@ -58,14 +62,18 @@ class StackConfig:
     scaling: ScalingConfig
     logs: LogsConfig
     alarms: AlarmsConfig
+    encryption: KeyConfig
+    media: MediaConfig
 
     @classmethod
-    def read(cls, read: ConfigReader, project_root: Path | None) -> StackConfig:
+    def read(
+        cls, read: ConfigReader, project_root: Path | None, stack_database: str | None = None
+    ) -> StackConfig:
         config = cls(
             ephemeral=read.boolean("ephemeral"),
             protect_resources=read.boolean("protectResources"),
             network=NetworkConfig.read(read),
-            database=DatabaseConfig.read(read),
+            database=DatabaseConfig.read(read, stack_database),
             broker=BrokerConfig.read(read),
             image=ImageConfig.read(read, project_root),
             app=AppConfig.read(read),
@@ -77,6 +85,8 @@ class StackConfig:
             scaling=ScalingConfig.read(read),
             logs=LogsConfig.read(read),
             alarms=AlarmsConfig.read(read),
+            encryption=KeyConfig.read(read),
+            media=MediaConfig.read(read),
         )
         config.scaling.check_pools(read, config.workers)
         config._check_teardown(read)
@@ -98,13 +108,16 @@ class StackConfig:
                 read.report(key, True, f"false unless protectResources is true ({PROTECT_FIRST})")
 
 
-def validate(raw: Mapping[str, object], project_root: Path | None = None) -> StackConfig:
+def validate(
+    raw: Mapping[str, object], project_root: Path | None = None, stack_database: str | None = None
+) -> StackConfig:
     """Builds the stack config from raw values (bare keys), or raises listing every problem.
 
-    With `project_root`, the image build paths (relative to it) must also exist.
+    With `project_root`, the image build paths (relative to it) must also exist; with
+    `stack_database` (the stack's own RDS identifier), a restored database must be a restore of it.
     """
     read = ConfigReader(raw, SECRET_KEYS)
-    config = StackConfig.read(read, project_root)
+    config = StackConfig.read(read, project_root, stack_database)
     read.report_unknown_keys()
     if read.problems:
         raise StackConfigError(read.problems)
@@ -123,4 +136,4 @@ def load_stack_config() -> StackConfig:
     namespace = f"{pulumi.get_project()}:"
     everything: dict[str, object] = pulumi.runtime.config.CONFIG.get()
     raw = {key[len(namespace) :]: value for key, value in everything.items() if key.startswith(namespace)}
-    return validate(raw, PROJECT_ROOT)
+    return validate(raw, PROJECT_ROOT, StackNames(pulumi.get_project(), pulumi.get_stack()).database)

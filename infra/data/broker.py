@@ -25,6 +25,9 @@ class BrokerArgs:
     subnet_ids: Sequence[pulumi.Input[str]]
     security_group_id: pulumi.Input[str]
     protect: bool  # Pulumi `protect` on the replication group (it holds the queued tasks)
+    # The stack's KMS key for data at rest; None: ElastiCache's default key. Changing it replaces
+    # the replication group.
+    key_arn: pulumi.Input[str] | None = None
 
 
 class Broker(pulumi.ComponentResource):
@@ -66,6 +69,7 @@ class Broker(pulumi.ComponentResource):
             subnet_group_name=subnets.name,
             security_group_ids=[args.security_group_id],
             at_rest_encryption_enabled=True,
+            kms_key_id=args.key_arn,
             transit_encryption_enabled=True,
             transit_encryption_mode="required",
             auth_token=auth_token.result,

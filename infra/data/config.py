@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Literal
 
@@ -18,6 +19,14 @@ CELERY_CANNOT_USE_CLUSTER = (
 )
 
 
+# Enhanced Monitoring: the intervals RDS accepts (0 turns it off).
+MONITORING_INTERVALS = (0, 1, 5, 10, 15, 30, 60)
+# `python -m infra.ops restore` names a restored instance `<stack database>-r<YYYYMMDDHHMM>` (UTC
+# restore time); the identifier stays within RDS's 63 characters (infra.naming.MAX_PREFIX_LENGTH).
+RESTORED_SUFFIX = r"-r\d{12}"
+RESTORED_IDENTIFIER_PATTERN = rf"([a-z][a-z0-9]*(-[a-z0-9]+)*{RESTORED_SUFFIX})?"
+
+
 def major_version(version: str) -> int:
     return int(version.split(".")[0])
 
@@ -30,13 +39,20 @@ class DatabaseConfig:
     backup_retention_days: int
     multi_az: bool
     deletion_protection: bool
+    performance_insights: bool  # 7 days of history, the free tier of Database Insights (standard)
+    monitoring_interval_seconds: int  # Enhanced Monitoring; 0: off
+    # A point-in-time restore of the stack's database that the stack adopts as its database
+    # (`python -m infra.ops restore`); empty: the stack's own instance.
+    restored_identifier: str
 
     @property
     def parameter_group_family(self) -> str:
         return f"postgres{major_version(self.engine_version)}"
 
     @classmethod
-    def read(cls, read: ConfigReader) -> DatabaseConfig:
+    def read(cls, read: ConfigReader, stack_database: str | None = None) -> DatabaseConfig:
+        """`stack_database`: the identifier of the stack's own instance, when known; a restored
+        identifier must be a restore of it."""
         majors = ", ".join(str(major) for major in POSTGRES_MAJOR_VERSIONS)
         config = cls(
             engine_version=read.string(
@@ -49,7 +65,27 @@ class DatabaseConfig:
             backup_retention_days=read.integer("dbBackupRetentionDays", 1, 35),
             multi_az=read.boolean("dbMultiAz"),
             deletion_protection=read.boolean("dbDeletionProtection"),
+            performance_insights=read.boolean("dbPerformanceInsights"),
+            monitoring_interval_seconds=read.integer_choice(
+                "dbMonitoringIntervalSeconds", MONITORING_INTERVALS
+            ),
+            restored_identifier=read.string(
+                "dbRestoredIdentifier",
+                RESTORED_IDENTIFIER_PATTERN,
+                "empty, or the identifier `python -m infra.ops restore` printed (<database>-rYYYYMMDDHHMM)",
+            ),
         )
+        restored = config.restored_identifier
+        if (
+            restored
+            and stack_database
+            and not re.fullmatch(re.escape(stack_database) + RESTORED_SUFFIX, restored)
+        ):
+            read.report(
+                "dbRestoredIdentifier",
+                restored,
+                f"a restore of this stack's database: {stack_database}-rYYYYMMDDHHMM",
+            )
         if (
             read.valid("dbEngineVersion")
             and major_version(config.engine_version) not in POSTGRES_MAJOR_VERSIONS

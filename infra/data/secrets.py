@@ -26,6 +26,7 @@ class AppSecretsArgs:
     redis_url: pulumi.Input[str]
     email_url: str  # empty: no SMTP configured, the app logs its emails
     ephemeral: bool
+    key_arn: pulumi.Input[str] | None = None  # the stack's KMS key; None: the aws/secretsmanager key
 
 
 class AppSecrets(pulumi.ComponentResource):
@@ -51,6 +52,7 @@ class AppSecrets(pulumi.ComponentResource):
                 logical_name,
                 description=f"{variable} for the app's tasks",
                 recovery_window_in_days=0 if args.ephemeral else RECOVERY_WINDOW_DAYS,
+                kms_key_id=args.key_arn,
                 opts=child,
             )
             aws.secretsmanager.SecretVersion(

@@ -38,6 +38,9 @@ class AppImageArgs:
     config: ImageConfig
     project_root: Path  # the build paths of `config` are relative to it
     protect: bool  # Pulumi `protect` on the repository; unprotected, destroy deletes it with its images
+    # The stack's KMS key for the images; None: AES256. ECR cannot change it: a change replaces the
+    # repository.
+    key_arn: pulumi.Input[str] | None = None
 
 
 def lifecycle_policy(keep_images: int) -> str:
@@ -120,6 +123,11 @@ class AppImage(pulumi.ComponentResource):
             image_tag_mutability="IMMUTABLE",
             image_scanning_configuration=aws.ecr.RepositoryImageScanningConfigurationArgs(scan_on_push=True),
             force_delete=not args.protect,
+            encryption_configurations=[
+                aws.ecr.RepositoryEncryptionConfigurationArgs(encryption_type="KMS", kms_key=args.key_arn)
+            ]
+            if args.key_arn is not None
+            else None,
             opts=pulumi.ResourceOptions(parent=self, protect=args.protect),
         )
         aws.ecr.LifecyclePolicy(

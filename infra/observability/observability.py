@@ -56,6 +56,9 @@ class ObservabilityArgs:
     web_acl_name: pulumi.Input[str] | None  # the WAF web ACL in front of the load balancer, if any
     alarms: AlarmsConfig
     queue_age_alarm_seconds: int  # the autoscaling component's alarm, drawn on the dashboard
+    # The stack's KMS key for the alarm topic (its policy lets alarms and EventBridge publish);
+    # None: an unencrypted topic.
+    key_arn: pulumi.Input[str] | None = None
 
     @classmethod
     def for_stack(
@@ -65,6 +68,7 @@ class ObservabilityArgs:
         cloud: Cloud,
         cluster_arn: pulumi.Input[str],
         watched: WatchedResources,
+        key_arn: pulumi.Input[str] | None = None,
     ) -> ObservabilityArgs:
         return cls(
             dashboard_name=names.prefix,
@@ -90,6 +94,7 @@ class ObservabilityArgs:
             web_acl_name=watched.web_acl_name,
             alarms=config.alarms,
             queue_age_alarm_seconds=config.scaling.queue_age_alarm_seconds,
+            key_arn=key_arn,
         )
 
 
@@ -113,7 +118,9 @@ class Observability(pulumi.ComponentResource):
     ) -> None:
         super().__init__("djcelery:index:Observability", name, None, opts)
         self._name, self._args = name, args
-        topic = aws.sns.Topic(f"{name}-alarms", opts=pulumi.ResourceOptions(parent=self))
+        topic = aws.sns.Topic(
+            f"{name}-alarms", kms_master_key_id=args.key_arn, opts=pulumi.ResourceOptions(parent=self)
+        )
         stack = self._monitored_stack()
         dashboard = aws.cloudwatch.Dashboard(
             f"{name}-dashboard",

@@ -4,17 +4,20 @@
     python -m infra.ops shell <stack> [--command CMD]
     python -m infra.ops rollback <stack> --to <digest|previous> [--force] [--yes]
     python -m infra.ops release-check <stack> [--summary FILE]
+    python -m infra.ops restore <stack> (--to TIME | --latest) [--no-wait]
 
 `manage` starts the web task definition as a one-off Fargate task (same subnets, security group
 and secrets as the web service) with the command `python manage.py <arguments>`, streams the
 task's CloudWatch log to stdout and exits with the command's exit code. `shell` prints the
 `aws ecs execute-command` line that opens an interactive shell in a running web task. `rollback`
 releases an image the stack keeps (rollback.py); `release-check` is the pull request's release
-check (release_check.py).
+check (release_check.py). `restore` restores the stack's database to a point in time into a new
+instance and prints the configuration change that points the stack at it (restore.py).
 
 Exit codes:
     0-255  `manage`: the exit code of `manage.py` in the task; `shell`: 0 once the line is printed;
-           `rollback`: the exit code of its `pulumi up`; `release-check`: 1 when the change is refused
+           `rollback`: the exit code of its `pulumi up`; `release-check`: 1 when the change is refused;
+           `restore`: 0 once the restored instance is available (or, with --no-wait, being created)
     2      the command line was not understood
     125    the operation could not be carried out (stack not deployed, the Pulumi CLI missing,
            the task did not start, no running web task, an AWS error); the reason is on stderr
@@ -35,15 +38,18 @@ import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import boto3
+import yaml
 from botocore.exceptions import BotoCoreError, ClientError
 
 from infra import ecs_tasks
 from infra.app_contract import Role
 from infra.ecs_tasks import FargateNetwork, TaskLog, TaskState, client_error_text, task_id
+from infra.ops import restore
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -96,9 +102,13 @@ class DeployedStack:
     # Read only by rollback, which checks them itself (stacks deployed before they were exported).
     image_ref: str = ""
     repository_url: str = ""
+    db_instance_identifier: str | None = None  # the RDS instance the stack uses (older stacks: None)
+    protected: bool = False  # protectResources: Pulumi `protect` on the stateful resources
 
     @classmethod
-    def from_outputs(cls, name: str, region: str, outputs: Mapping[str, Any]) -> DeployedStack:
+    def from_outputs(
+        cls, name: str, region: str, outputs: Mapping[str, Any], protected: bool = False
+    ) -> DeployedStack:
         """Builds the stack from `pulumi stack output --json`; one error lists every bad output."""
         problems: list[str] = []
 
@@ -148,6 +158,8 @@ class DeployedStack:
             web_log_group=log_group_names[WEB_ROLE],
             image_ref=str(outputs.get("imageRef") or ""),
             repository_url=str(outputs.get("ecrRepositoryUrl") or ""),
+            db_instance_identifier=outputs.get("dbInstanceIdentifier"),
+            protected=protected,
         )
 
     @property
@@ -211,7 +223,12 @@ def read_stack(stack: str) -> DeployedStack:
             f"no AWS region for stack {stack!r}: set it with `pulumi config set aws:region <region> "
             f"--stack {stack}` or export AWS_REGION"
         )
-    return DeployedStack.from_outputs(stack, region, outputs)
+    protected = str(config.get(f"{project_name()}:protectResources", {}).get("value")).lower() == "true"
+    return DeployedStack.from_outputs(stack, region, outputs, protected)
+
+
+def project_name() -> str:
+    return str(yaml.safe_load((REPO_ROOT / "Pulumi.yaml").read_text())["name"])
 
 
 # --- One-off tasks ------------------------------------------------------------------------------
@@ -361,6 +378,20 @@ def _parser() -> argparse.ArgumentParser:
     check = commands.add_parser("release-check", help="the pull request's release check and summary")
     check.add_argument("stack", help="the stack the change will be deployed to, e.g. dev")
     check.add_argument("--summary", type=Path, help="also write the Markdown summary to this file")
+    restoring = commands.add_parser(
+        "restore",
+        help="restore the stack's database to a point in time into a new instance; print how to adopt it",
+        description="Example: python -m infra.ops restore prod --to 2026-12-01T11:55:00Z",
+    )
+    restoring.add_argument("stack", help="Pulumi stack name, e.g. prod")
+    when = restoring.add_mutually_exclusive_group(required=True)
+    when.add_argument("--to", metavar="TIME", help="UTC time to restore to, ISO 8601 (2026-12-01T11:55:00Z)")
+    when.add_argument(
+        "--latest", action="store_true", help="the latest restorable time (about 5 minutes ago)"
+    )
+    restoring.add_argument(
+        "--no-wait", action="store_true", help="print the next steps without waiting for the instance"
+    )
     return parser
 
 
@@ -416,6 +447,65 @@ def _rollback(
             file=sys.stderr,
         )
     return exit_code
+def _restore(
+    stack: DeployedStack,
+    args: argparse.Namespace,
+    client_factory: ClientFactory,
+    sleep: Callable[[float], None],
+) -> int:
+    if not stack.db_instance_identifier:
+        raise OpsError(
+            f"stack {stack.name!r} does not export dbInstanceIdentifier. "
+            f"Update it with the current program: scripts/deploy {stack.name}"
+        )
+    rds = client_factory("rds", stack.region)
+    try:
+        source = restore.describe_source(rds, stack.db_instance_identifier)
+        restore_time = None if args.latest else restore.parse_restore_time(args.to)
+        if restore_time is not None:
+            restore.check_window(
+                restore_time, restore.earliest_restorable(rds, source), source.latest_restorable
+            )
+        named_after = restore_time or source.latest_restorable or datetime.now(UTC)
+        target = restore.restored_identifier(source.identifier, named_after)
+        restore.start_restore(rds, restore.restore_request(source, target, restore_time))
+        point = "the latest restorable time" if restore_time is None else restore_time.isoformat()
+        print(f"restoring {source.identifier} to {point} as {target}", file=sys.stderr, flush=True)
+        if not args.no_wait:
+            restore.wait_until_available(
+                rds,
+                target,
+                sleep=sleep,
+                progress=lambda status: print(f"{target}: {status}", file=sys.stderr),
+            )
+    except restore.RestoreError as error:
+        raise OpsError(str(error)) from None
+    print(restore.next_steps(stack.name, project_name(), source, target, protected=stack.protected))
+    return 0
+
+
+def _operation(
+    args: argparse.Namespace,
+    stack_reader: Callable[[str], DeployedStack],
+    client_factory: ClientFactory,
+    sleep: Callable[[float], None],
+    runner: Callable[[Sequence[str]], int] | None,
+) -> int:
+    """Runs the chosen operation; its exit code."""
+    if args.operation == "release-check":
+        from infra.ops.release_check import run_release_check
+
+        return run_release_check(args.stack, args.summary)
+    stack = stack_reader(args.stack)
+    if args.operation == "manage":
+        return _manage(stack, args.manage_args, client_factory, sleep)
+    if args.operation == "rollback":
+        return _rollback(stack, args, client_factory, runner)
+    if args.operation == "restore":
+        return _restore(stack, args, client_factory, sleep)
+    task_arn = find_shell_task(client_factory("ecs", stack.region), stack)
+    print(execute_command_line(stack, task_arn, args.command))
+    return 0
 
 
 def main(
@@ -431,18 +521,7 @@ def main(
     if args.operation == "manage" and not args.manage_args:
         parser.error("give the manage.py command after the stack, e.g.: manage dev -- migrate --noinput")
     try:
-        if args.operation == "release-check":
-            from infra.ops.release_check import run_release_check
-
-            return run_release_check(args.stack, args.summary)
-        stack = stack_reader(args.stack)
-        if args.operation == "manage":
-            return _manage(stack, args.manage_args, client_factory, sleep)
-        if args.operation == "rollback":
-            return _rollback(stack, args, client_factory, runner)
-        task_arn = find_shell_task(client_factory("ecs", stack.region), stack)
-        print(execute_command_line(stack, task_arn, args.command))
-        return 0
+        return _operation(args, stack_reader, client_factory, sleep, runner)
     except OpsError as error:
         print(f"error: {error}", file=sys.stderr)
     except ClientError as error:

@@ -60,6 +60,14 @@ IAM_ROLE_POLICY = "aws:iam/rolePolicy:RolePolicy"
 IAM_POLICY = "aws:iam/policy:Policy"
 LOG_GROUP = "aws:cloudwatch/logGroup:LogGroup"
 S3_BUCKET = "aws:s3/bucket:Bucket"
+S3_PUBLIC_ACCESS_BLOCK = "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock"
+S3_BUCKET_POLICY = "aws:s3/bucketPolicy:BucketPolicy"
+S3_VERSIONING = "aws:s3/bucketVersioning:BucketVersioning"
+S3_ENCRYPTION = "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration"
+KMS_KEY = "aws:kms/key:Key"
+SECRET = "aws:secretsmanager/secret:Secret"  # noqa: S105 - a resource type, not a password
+SNS_TOPIC = "aws:sns/topic:Topic"
+ECS_CLUSTER = "aws:ecs/cluster:Cluster"
 
 LONG_RDS_BACKUP_DAYS = 7
 # ELB.17 accepts only these policies; the AWS default ELBSecurityPolicy-TLS13-1-2-2021-06 fails it.
@@ -554,6 +562,167 @@ def _log_retention(log_group: Props) -> Iterator[str]:
         yield "retentionInDays must be set (logs would be kept, and billed, forever)"
 
 
+# --- Production data: the stack's KMS key, buckets, database insight, ECS Exec ----------------
+
+# The RDS Enhanced Monitoring intervals that collect metrics (0 turns it off).
+MONITORING_INTERVALS = frozenset({1, 5, 10, 15, 30, 60})
+DECRYPT_ACTIONS = frozenset({"kms:Decrypt", "kms:ReEncryptFrom", "kms:*", "kms:Decrypt*", "kms:ReEncrypt*"})
+
+
+def _key_rotation(key: Props) -> Iterator[str]:
+    if key.get("enableKeyRotation") is not True:
+        yield "enableKeyRotation must be true"
+
+
+def _statements(policy: Any) -> list[Any]:
+    document = json.loads(policy) if isinstance(policy, str) else policy
+    return _items((document or {}).get("Statement"))
+
+
+def _key_not_public(key: Props) -> Iterator[str]:
+    for statement in _statements(key.get("policy")):
+        principal = statement.get("Principal")
+        anyone = principal == "*" or (isinstance(principal, Mapping) and "*" in _items(principal.get("AWS")))
+        if statement.get("Effect") == "Allow" and anyone and not statement.get("Condition"):
+            yield f"statement {statement.get('Sid', '(no Sid)')} lets anyone use the key"
+
+
+def _no_decrypt_on_all_keys(props: Props) -> Iterator[str]:
+    for document in _policy_documents(props):
+        for statement in _items(document.get("Statement")):
+            if (
+                statement.get("Effect") == "Allow"
+                and set(_items(statement.get("Action"))) & DECRYPT_ACTIONS
+                and "*" in _items(statement.get("Resource"))
+            ):
+                sid = statement.get("Sid", "(no Sid)")
+                yield f"statement {sid} decrypts with every KMS key: name the key"
+
+
+def _bucket_ids(bucket: PolicyResource) -> set[Any]:
+    return {bucket.props.get("id"), bucket.props.get("bucket")} - {None}
+
+
+def _settings_of(resources: Sequence[PolicyResource], setting_type: str) -> dict[Any, PolicyResource]:
+    """A bucket's settings resources (public access block, policy, ...) by the bucket they name."""
+    return {setting.props.get("bucket"): setting for setting in _of_type(resources, setting_type)}
+
+
+def _buckets_not_public(resources: Sequence[PolicyResource]) -> Iterator[tuple[str, str]]:
+    blocks = _settings_of(resources, S3_PUBLIC_ACCESS_BLOCK)
+    flags = ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets")
+    for bucket in _of_type(resources, S3_BUCKET):
+        block = next((blocks[i] for i in _bucket_ids(bucket) if i in blocks), None)
+        if block is None:
+            yield bucket.urn, "the bucket needs an aws.s3.BucketPublicAccessBlock"
+        elif not all(block.props.get(flag) is True for flag in flags):
+            yield block.urn, f"{', '.join(flags)} must all be true"
+
+
+def _denies_plain_http(policy: PolicyResource) -> bool:
+    return any(
+        statement.get("Effect") == "Deny"
+        and (statement.get("Condition") or {}).get("Bool", {}).get("aws:SecureTransport") == "false"
+        for statement in _statements(policy.props.get("policy"))
+    )
+
+
+def _buckets_tls_only(resources: Sequence[PolicyResource]) -> Iterator[tuple[str, str]]:
+    policies = _settings_of(resources, S3_BUCKET_POLICY)
+    for bucket in _of_type(resources, S3_BUCKET):
+        policy = next((policies[i] for i in _bucket_ids(bucket) if i in policies), None)
+        if policy is None or not _denies_plain_http(policy):
+            yield bucket.urn, "the bucket policy must deny requests without TLS (aws:SecureTransport false)"
+
+
+def _access_log_buckets(resources: Sequence[PolicyResource]) -> set[Any]:
+    """Buckets a load balancer logs to, or whose policy lets ELB log delivery write (ALB access
+    logs support only S3-managed keys, and nobody edits a log)."""
+    logged_to = {
+        (lb.props.get("accessLogs") or {}).get("bucket")
+        for lb in _of_type(resources, LOAD_BALANCER)
+        if (lb.props.get("accessLogs") or {}).get("enabled")
+    }
+    for policy in _of_type(resources, S3_BUCKET_POLICY):
+        principals = json.dumps(
+            [statement.get("Principal") for statement in _statements(policy.props.get("policy"))]
+        )
+        if "logdelivery.elasticloadbalancing.amazonaws.com" in principals:
+            logged_to.add(policy.props.get("bucket"))
+    return logged_to
+
+
+def _app_buckets(resources: Sequence[PolicyResource]) -> list[PolicyResource]:
+    """Buckets of application data: every bucket but the load balancer's access logs."""
+    logs = _access_log_buckets(resources)
+    return [bucket for bucket in _of_type(resources, S3_BUCKET) if not _bucket_ids(bucket) & logs]
+
+
+def _buckets_versioned(resources: Sequence[PolicyResource]) -> Iterator[tuple[str, str]]:
+    versionings = _settings_of(resources, S3_VERSIONING)
+    for bucket in _app_buckets(resources):
+        versioning = next((versionings[i] for i in _bucket_ids(bucket) if i in versionings), None)
+        status = ((versioning.props.get("versioningConfiguration") or {}) if versioning else {}).get("status")
+        if status != "Enabled":
+            yield bucket.urn, "versioning must be Enabled (aws.s3.BucketVersioning)"
+
+
+def _uses_key(keys: set[Any], value: Any) -> bool:
+    return value is not None and value in keys
+
+
+def _unkeyed(resources: Sequence[PolicyResource], keys: set[Any]) -> Iterator[PolicyResource]:
+    """Data at rest not encrypted with one of the stack's keys."""
+    for resource in _of_type(resources, RDS_INSTANCE, REPLICATION_GROUP, SECRET, LOG_GROUP):
+        if not _uses_key(keys, resource.props.get("kmsKeyId")):
+            yield resource
+    for topic in _of_type(resources, SNS_TOPIC):
+        if not _uses_key(keys, topic.props.get("kmsMasterKeyId")):
+            yield topic
+    for repository in _of_type(resources, ECR_REPOSITORY):
+        encryption = _items(repository.props.get("encryptionConfigurations"))
+        if not encryption or not _uses_key(keys, encryption[0].get("kmsKey")):
+            yield repository
+    encryptions = _settings_of(resources, S3_ENCRYPTION)
+    for bucket in _app_buckets(resources):
+        setting = next((encryptions[i] for i in _bucket_ids(bucket) if i in encryptions), None)
+        rules = _items(setting.props.get("rules")) if setting else []
+        default = (rules[0].get("applyServerSideEncryptionByDefault") or {}) if rules else {}
+        if not _uses_key(keys, default.get("kmsMasterKeyId")):
+            yield bucket
+
+
+def _customer_managed_key(resources: Sequence[PolicyResource]) -> Iterator[tuple[str, str]]:
+    keys = {key.props.get("arn") for key in _of_type(resources, KMS_KEY)} - {None}
+    for resource in _unkeyed(resources, keys):
+        yield resource.urn, "encrypt it with the stack's customer-managed KMS key (customerManagedKey)"
+
+
+def _rds_performance_insights(db: Props) -> Iterator[str]:
+    if db.get("performanceInsightsEnabled") is not True:
+        yield "performanceInsightsEnabled must be true"
+    elif db.get("kmsKeyId") and db.get("performanceInsightsKmsKeyId") != db.get("kmsKeyId"):
+        yield "performanceInsightsKmsKeyId must be the key that encrypts the storage"
+
+
+def _rds_enhanced_monitoring(db: Props) -> Iterator[str]:
+    if db.get("monitoringInterval") not in MONITORING_INTERVALS:
+        yield f"monitoringInterval must be one of {sorted(MONITORING_INTERVALS)}"
+    if not _is_present(db, "monitoringRoleArn"):
+        yield "monitoringRoleArn must name the role RDS publishes the metrics with"
+
+
+def _exec_audit_logging(resources: Sequence[PolicyResource]) -> Iterator[tuple[str, str]]:
+    log_groups = {group.props.get("name") for group in _of_type(resources, LOG_GROUP)}
+    for cluster in _of_type(resources, ECS_CLUSTER):
+        settings = (cluster.props.get("configuration") or {}).get("executeCommandConfiguration") or {}
+        logging = settings.get("logConfiguration") or {}
+        if settings.get("logging") != "OVERRIDE" or logging.get("cloudWatchLogGroupName") not in log_groups:
+            yield cluster.urn, "ECS Exec sessions must be logged (OVERRIDE) to a log group of this stack"
+        elif settings.get("kmsKeyId") and logging.get("cloudWatchEncryptionEnabled") is not True:
+            yield cluster.urn, "with a KMS key, cloudWatchEncryptionEnabled must be true"
+
+
 # --- Ephemeral stacks -------------------------------------------------------------------------
 
 EPHEMERAL_STACK_DESTROYABLE = "ephemeral-stack-destroyable"
@@ -571,6 +740,8 @@ def _deletion_blockers(resource_type: str, props: Props) -> Iterator[str]:
         yield "forceDelete must be true (destroy fails while images remain)"
     elif resource_type == LOG_GROUP and props.get("deletionProtectionEnabled") is True:
         yield "deletionProtectionEnabled must be false"
+    elif resource_type == S3_BUCKET and props.get("forceDestroy") is not True:
+        yield "forceDestroy must be true (destroy fails while objects remain)"
 
 
 def _validate_destroyable(args: ResourceValidationArgs, report: ReportViolation) -> None:
@@ -584,8 +755,11 @@ def _validate_destroyable(args: ResourceValidationArgs, report: ReportViolation)
 
 PROD_STATEFUL_PROTECTED = "prod-stateful-protected"
 # What a prod `pulumi destroy` must never take by accident: data, the broker's queue, the public
-# address, the images that can be rolled back to, the access logs.
-STATEFUL_TYPES = frozenset({RDS_INSTANCE, REPLICATION_GROUP, LOAD_BALANCER, ECR_REPOSITORY, S3_BUCKET})
+# address, the images that can be rolled back to, the access logs and media files, the key that
+# encrypts them (Security Hub KMS.3: keys are not scheduled for deletion).
+STATEFUL_TYPES = frozenset(
+    {RDS_INSTANCE, REPLICATION_GROUP, LOAD_BALANCER, ECR_REPOSITORY, S3_BUCKET, KMS_KEY}
+)
 
 
 def _validate_protected(args: ResourceValidationArgs, report: ReportViolation) -> None:
@@ -862,6 +1036,61 @@ RULES: tuple[Rule, ...] = (
     ),
     resource_rule(
         "log-group-retention", "Log groups expire their logs", ["CloudWatch.16"], [LOG_GROUP], _log_retention
+    ),
+    resource_rule(
+        "iam-no-decrypt-with-every-key",
+        "No IAM policy decrypts with every KMS key",
+        ["KMS.1", "KMS.2"],
+        [IAM_ROLE, IAM_ROLE_POLICY, IAM_POLICY],
+        _no_decrypt_on_all_keys,
+    ),
+    # KMS, S3, database insight, ECS Exec
+    resource_rule("kms-key-rotation", "KMS keys rotate yearly", ["KMS.4"], [KMS_KEY], _key_rotation),
+    resource_rule(
+        "kms-key-not-public", "KMS key policies allow no anonymous use", ["KMS.5"], [KMS_KEY], _key_not_public
+    ),
+    stack_rule(
+        "customer-managed-key",
+        "The stack's own KMS key encrypts its database, broker, secrets, logs, topic, media and images",
+        ["ECR.5"],
+        _customer_managed_key,
+        relaxable=True,
+    ),
+    stack_rule(
+        "s3-bucket-not-public",
+        "S3 buckets block every kind of public access",
+        ["S3.1", "S3.8"],
+        _buckets_not_public,
+    ),
+    stack_rule("s3-tls-only", "S3 buckets refuse requests without TLS", ["S3.5"], _buckets_tls_only),
+    stack_rule(
+        "s3-versioning",
+        "Application data buckets keep versions of overwritten and deleted objects",
+        ["S3.14"],
+        _buckets_versioned,
+        relaxable=True,
+    ),
+    resource_rule(
+        "rds-performance-insights",
+        "RDS Performance Insights is on, encrypted with the storage's key",
+        [],
+        [RDS_INSTANCE],
+        _rds_performance_insights,
+        relaxable=True,
+    ),
+    resource_rule(
+        "rds-enhanced-monitoring",
+        "RDS Enhanced Monitoring is on",
+        ["RDS.6"],
+        [RDS_INSTANCE],
+        _rds_enhanced_monitoring,
+        relaxable=True,
+    ),
+    stack_rule(
+        "ecs-exec-audit-logging",
+        "ECS Exec sessions are recorded in a log group of the stack",
+        [],
+        _exec_audit_logging,
     ),
     _ephemeral_rule,
     _prod_protected_rule,

@@ -81,6 +81,11 @@ def shared_environment(config: StackConfig, host_names: Sequence[str], region: s
     return environment
 
 
+def data_environment(media_bucket: str, database_instance: str) -> dict[str, str]:
+    """Where every role finds the stack's data besides its secrets."""
+    return {app_contract.MEDIA_BUCKET: media_bucket, app_contract.DATABASE_INSTANCE: database_instance}
+
+
 def task_volumes() -> list[dict[str, str]]:
     """Task-level volumes that the containers below mount (botocore `Volume` shape)."""
     return [{"name": name} for name in ECS_EXEC_PATHS]

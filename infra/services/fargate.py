@@ -36,6 +36,10 @@ class TaskRuntime:
     # A new task definition revision leaves the previous one registered, so ECS (circuit breaker)
     # and the release can roll back to it; off in ephemeral stacks, whose destroy removes everything.
     keep_previous_revisions: bool
+    # Permissions of every task role (ECS Exec sessions, media files): suffix -> policy JSON.
+    task_role_policies: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
+    # The stack's KMS key: it encrypts the log groups and the secrets the execution role reads.
+    key_arn: pulumi.Input[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -60,6 +64,7 @@ class FargateTask(pulumi.ComponentResource):
             f"{name}-logs",
             name=self.log_group_name,
             retention_in_days=runtime.log_retention_days,
+            kms_key_id=runtime.key_arn,
             opts=pulumi.ResourceOptions(parent=self),
         )
         execution_role, task_role = self._roles(name, args, log_group)
@@ -95,7 +100,7 @@ class FargateTask(pulumi.ComponentResource):
         self, name: str, args: FargateTaskArgs, log_group: aws.cloudwatch.LogGroup
     ) -> tuple[aws.iam.Role, aws.iam.Role]:
         """The execution role (ECS pulls the image, writes logs, reads the secrets at start) and the
-        task role (the app's own AWS calls, and ECS Exec sessions)."""
+        task role (the app's own AWS calls: media files, ECS Exec sessions, the role's own)."""
         runtime, child = args.runtime, pulumi.ResourceOptions(parent=self)
         trust_policy = pulumi.Output.from_input(runtime.account_id).apply(
             lambda account: json.dumps(iam.ecs_tasks_trust_policy(account))
@@ -109,9 +114,9 @@ class FargateTask(pulumi.ComponentResource):
         aws.iam.RolePolicy(
             f"{name}-execution",
             role=execution_role.id,
-            policy=pulumi.Output.all(list(runtime.secret_arns), runtime.repository_arn, log_group.arn).apply(
-                lambda values: json.dumps(iam.execution_role_policy(*values))
-            ),
+            policy=pulumi.Output.all(
+                list(runtime.secret_arns), runtime.repository_arn, log_group.arn, runtime.key_arn
+            ).apply(lambda values: json.dumps(iam.execution_role_policy(*values))),
             opts=child,
         )
         task_role = aws.iam.Role(
@@ -120,8 +125,7 @@ class FargateTask(pulumi.ComponentResource):
             description=f"AWS calls made by the {name} app containers",
             opts=child,
         )
-        exec_policy = log_group.arn.apply(lambda arn: json.dumps(iam.ecs_exec_policy(arn)))
-        for suffix, policy in {"exec": exec_policy, **args.task_role_policies}.items():
+        for suffix, policy in {**runtime.task_role_policies, **args.task_role_policies}.items():
             aws.iam.RolePolicy(f"{name}-task-{suffix}", role=task_role.id, policy=policy, opts=child)
         return execution_role, task_role
 

@@ -7,6 +7,7 @@ here: how many tasks, on which capacity, how a deployment replaces them, and wha
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 import pulumi
 
@@ -43,6 +44,17 @@ def service_keys(config: StackConfig) -> list[str]:
     return [WEB, *(worker_service_key(pool) for pool in config.workers.pools), scheduler_service_key(config)]
 
 
+@dataclass(frozen=True)
+class TaskData:
+    """The stack's data as every task reaches it, besides the secrets."""
+
+    media_bucket_name: pulumi.Input[str]
+    database_instance: str  # the RDS identifier behind DATABASE_URL
+    # Permissions of every task role (media files, ECS Exec sessions): suffix -> policy JSON.
+    task_role_policies: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
+    key_arn: pulumi.Input[str] | None = None  # the stack's KMS key
+
+
 def task_runtime(
     config: StackConfig,
     names: StackNames,
@@ -50,14 +62,18 @@ def task_runtime(
     secret_arns: Mapping[str, pulumi.Output[str]],
     host_names: pulumi.Output[list[str]],
     cloud: Cloud,
+    data: TaskData,
 ) -> TaskRuntime:
     """What every task of the stack shares: the image, the environment, the secrets, the roles' scope."""
     context = pulumi.Output.all(
-        image.image_ref, host_names, cloud.region, pulumi.Output.all(**secret_arns)
+        image.image_ref, host_names, cloud.region, pulumi.Output.all(**secret_arns), data.media_bucket_name
     ).apply(
         lambda values: containers.ContainerContext(
             image=values[0],
-            environment=containers.shared_environment(config, values[1], values[2]),
+            environment={
+                **containers.shared_environment(config, values[1], values[2]),
+                **containers.data_environment(values[4], data.database_instance),
+            },
             secret_arns=values[3],
             region=values[2],
         )
@@ -71,6 +87,8 @@ def task_runtime(
         log_retention_days=config.logs.retention_days,
         cpu_architecture=config.image.cpu_architecture,
         keep_previous_revisions=not config.ephemeral,
+        task_role_policies=data.task_role_policies,
+        key_arn=data.key_arn,
     )
 
 

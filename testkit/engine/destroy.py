@@ -12,9 +12,11 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from infra import app_contract
 from testkit.engine.graph import DependencyGraph
 from testkit.program import ProgramRun, RecordedResource
 
@@ -23,6 +25,7 @@ LOAD_BALANCER = "aws:lb/loadBalancer:LoadBalancer"
 ECR_REPOSITORY = "aws:ecr/repository:Repository"
 S3_BUCKET = "aws:s3/bucket:Bucket"
 DOCKER_IMAGE = "docker:index/image:Image"
+TASK_DEFINITION = "aws:ecs/taskDefinition:TaskDefinition"
 
 
 @dataclass
@@ -104,7 +107,7 @@ _BLOCKERS: dict[str, Callable[[RecordedResource, bool], str | None]] = {
 
 def _resources_holding_data(graph: DependencyGraph) -> set[str]:
     """Repositories the program pushes images to and buckets something writes objects into (the
-    ALB's access logs), as they are after one `pulumi up` and some traffic."""
+    ALB's access logs, the app's media files), as they are after one `pulumi up` and some traffic."""
     holding: set[str] = set()
     for repository in graph.run.of_type(ECR_REPOSITORY):
         url = str(repository.state.get("repositoryUrl"))
@@ -118,8 +121,22 @@ def _resources_holding_data(graph: DependencyGraph) -> set[str]:
         for balancer in graph.run.of_type(LOAD_BALANCER)
         if (balancer.inputs.get("accessLogs") or {}).get("enabled")
     }
-    holding |= {bucket.urn for bucket in graph.with_identity(S3_BUCKET, logged_to)}
+    holding |= {bucket.urn for bucket in graph.with_identity(S3_BUCKET, logged_to | _media_buckets(graph))}
     return holding
+
+
+def _media_buckets(graph: DependencyGraph) -> set[str]:
+    """The buckets task definitions name as MEDIA_BUCKET: the app stores uploads there."""
+    named: set[str] = set()
+    for task_definition in graph.run.of_type(TASK_DEFINITION):
+        definitions = task_definition.inputs.get("containerDefinitions") or "[]"
+        for container in json.loads(definitions) if isinstance(definitions, str) else definitions:
+            named |= {
+                str(variable["value"])
+                for variable in container.get("environment") or []
+                if variable.get("name") == app_contract.MEDIA_BUCKET
+            }
+    return named
 
 
 def _label(resource: RecordedResource) -> str:

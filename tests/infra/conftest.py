@@ -55,8 +55,8 @@ CUSTOM_POOLS = [
 @pytest.fixture(scope="session")
 def custom_run() -> ProgramRun:
     """A new ephemeral stack that turns on the optional features: HTTPS with a domain, ALB access logs,
-    one NAT gateway, Graviton, Valkey, two worker pools, no Beat, and the image built from the user's
-    own project."""
+    one NAT gateway, Graviton, Valkey, two worker pools, no Beat, the image built from the user's
+    own project, the stack's own KMS key, versioned media and database insight."""
     return run_program(
         "pr-456",
         {
@@ -72,5 +72,9 @@ def custom_run() -> ProgramRun:
             "beatEnabled": False,
             "imageContext": OWN_PROJECT,
             "imageDockerfile": f"{OWN_PROJECT}/Dockerfile",
+            "customerManagedKey": True,
+            "mediaVersioning": True,
+            "dbPerformanceInsights": True,
+            "dbMonitoringIntervalSeconds": 30,
         },
     )

@@ -29,6 +29,10 @@ EXPORTS = {
     "queueMetricsNamespace",
     "alarmTopicArn",
     "dashboardName",
+    "dbInstanceIdentifier",
+    "mediaBucketName",
+    "execAuditLogGroupName",
+    "dataKeyArn",
 }
 STACKS = ["dev_run", "prod_run", "ephemeral_run", "custom_run"]
 

@@ -12,6 +12,7 @@ from urllib.parse import parse_qs, urlsplit
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from config.settings.media import default_storage, media_root
 from core.logging import JSON_FORMATTER
 
 env = environ.Env()
@@ -34,6 +35,7 @@ INSTALLED_APPS = [
     "core",
     "signups",
     "queuemetrics",
+    "attachments",
 ]
 
 MIDDLEWARE = [
@@ -92,9 +94,15 @@ DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", 5)
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 STORAGES = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "default": default_storage(env),
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
 }
+
+# --- Media files (user uploads; see config/settings/media.py) -----------------------------------
+MEDIA_URL = "media/"
+MEDIA_ROOT = media_root(env)
+# Uploads above Django's in-memory limit are spooled to the tmpfs /tmp before they go to storage.
+ATTACHMENT_MAX_BYTES = 10 * 1024 * 1024
 
 # --- Email --------------------------------------------------------------------------------------
 # EMAIL_URL holds the SMTP credentials, e.g. smtp+tls://user:password@smtp.example.com:587.

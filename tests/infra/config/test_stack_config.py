@@ -193,6 +193,18 @@ def test_stack_specific_values_override_defaults() -> None:
         ),
         ({"workerPools": [default_pool(queues=[])]}, "workerPools[0].queues", "a non-empty list of distinct"),
         ({"workerPools": [{"name": "x"}]}, "workerPools[0]", "an object with exactly the fields"),
+        (
+            {"dbMonitoringIntervalSeconds": 45},
+            "dbMonitoringIntervalSeconds",
+            "allowed: 0, 1, 5, 10, 15, 30, 60",
+        ),
+        (
+            {"dbRestoredIdentifier": "djcelery-dev-postgres-copy"},
+            "dbRestoredIdentifier",
+            "the identifier `python -m infra.ops restore` printed (<database>-rYYYYMMDDHHMM)",
+        ),
+        ({"mediaNoncurrentVersionDays": 0}, "mediaNoncurrentVersionDays", "an integer from 1 to 3650"),
+        ({"customerManagedKey": "on"}, "customerManagedKey", 'got "on"; allowed: true or false'),
         ({"certificateArn": "my-cert"}, "certificateArn", "empty, or an ACM certificate ARN"),
         (
             {"domainName": "app.example.com"},
@@ -287,6 +299,8 @@ def test_missing_key_is_reported() -> None:
         ({"redisServerless": True}, "redisServerless"),
         ({"dbDeletionProtection": True}, "dbDeletionProtection"),
         ({"imageDockerfile": "app/Dockerfile.missing"}, "imageDockerfile"),
+        # Another stack's database: the program knows which instance is this stack's.
+        ({"dbRestoredIdentifier": "djcelery-prod-postgres-r202612011155"}, "dbRestoredIdentifier"),
         # Set in a stack file but declared nowhere: a typo must not be silently ignored.
         ({"webMinCont": 2}, "webMinCont"),
     ],
@@ -311,3 +325,16 @@ def test_the_publish_interval_default_is_the_publishers_own() -> None:
     """One default for how often queue lengths are published: the app's schema."""
     declared = yaml.safe_load(PROJECT_FILE.read_text())["config"]["queueMetricsIntervalSeconds"]["default"]
     assert declared == schema.DEFAULT_INTERVAL_SECONDS
+
+
+def test_a_restored_database_must_be_a_restore_of_this_stacks_own() -> None:
+    config = validate(
+        raw_config("prod", dbRestoredIdentifier="djcelery-prod-postgres-r202612011155"),
+        stack_database="djcelery-prod-postgres",
+    )
+    assert config.database.restored_identifier == "djcelery-prod-postgres-r202612011155"
+    with pytest.raises(StackConfigError, match="a restore of this stack's database: djcelery-dev-postgres-r"):
+        validate(
+            raw_config("prod", dbRestoredIdentifier="djcelery-prod-postgres-r202612011155"),
+            stack_database="djcelery-dev-postgres",
+        )

@@ -16,6 +16,8 @@ STATEFUL = {
     "LoadBalancer web-lb-alb",
     "Repository image-repository",
     "Bucket web-lb-access-logs",
+    "Bucket media-bucket",
+    "Key data-key-key",
 }
 
 
@@ -63,3 +65,37 @@ def test_tearing_down_prod_on_purpose_works() -> None:
     assert outcome.clean, outcome
     database = run.one("aws:rds/instance:Instance")
     assert database.inputs["skipFinalSnapshot"] is False, "prod's data leaves a final snapshot behind"
+
+
+def test_the_media_bucket_holds_files_so_a_disposable_stack_force_destroys_it(dev_run: ProgramRun) -> None:
+    """After some uploads the bucket holds objects: without `forceDestroy` AWS would refuse its delete."""
+    bucket = dev_run.one("aws:s3/bucket:Bucket", "media")
+    assert bucket.inputs["forceDestroy"] is True
+    unforced = replace(
+        dev_run,
+        resources=[
+            replace(r, inputs={**r.inputs, "forceDestroy": False}) if r is bucket else r
+            for r in dev_run.resources
+        ],
+    )
+    outcome = replay_destroy(unforced)
+    assert outcome.failed == {
+        "Bucket media-bucket": "BucketNotEmpty: The bucket you tried to delete is not empty"
+    }
+
+
+def test_a_stack_that_keeps_a_final_snapshot_keeps_the_key_that_encrypts_it() -> None:
+    """The final snapshot of a destroyed stack stays readable: its KMS key is retained, never
+    scheduled for deletion; an ephemeral stack (no final snapshot) schedules its key for deletion."""
+    dev = run_program("dev", {"customerManagedKey": True})
+    assert replay_destroy(dev).clean
+    key = dev.one("aws:kms/key:Key")
+    assert key.options["retainOnDelete"] is True
+    assert dev.one("aws:rds/instance:Instance").inputs["skipFinalSnapshot"] is False
+    ephemeral = run_program("pr-789", {"ephemeral": True, "customerManagedKey": True})
+    assert replay_destroy(ephemeral).clean
+    ephemeral_key = ephemeral.one("aws:kms/key:Key")
+    assert (ephemeral_key.options["retainOnDelete"], ephemeral_key.inputs["deletionWindowInDays"]) == (
+        False,
+        7,
+    )

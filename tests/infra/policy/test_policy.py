@@ -21,9 +21,11 @@ from infra.policy.rules import (
     CACHE_PARAMETER_GROUP,
     ECR_LIFECYCLE_POLICY,
     ECR_REPOSITORY,
+    ECS_CLUSTER,
     ECS_SERVICE,
     EPHEMERAL_STACK_DESTROYABLE,
     IAM_ROLE_POLICY,
+    KMS_KEY,
     LISTENER,
     LOAD_BALANCER,
     LOG_GROUP,
@@ -34,6 +36,11 @@ from infra.policy.rules import (
     RELAXABLE_RULES,
     REPLICATION_GROUP,
     RULES,
+    S3_BUCKET,
+    S3_BUCKET_POLICY,
+    S3_PUBLIC_ACCESS_BLOCK,
+    S3_VERSIONING,
+    SECRET,
     SECURITY_GROUP,
     TASK_DEFINITION,
     TIERS,
@@ -58,6 +65,8 @@ CHECKED_TYPES = (
     LISTENER,
     SECURITY_GROUP,
     LOG_GROUP,
+    S3_BUCKET,
+    ECS_CLUSTER,
 )
 DOCS = Path(__file__).resolve().parents[3] / "docs" / "policy.md"
 
@@ -115,7 +124,14 @@ def test_only_cost_and_teardown_rules_are_relaxed_outside_prod() -> None:
         "rds-backup-retention-7-days",
         "alb-access-logs",
         "alb-waf",
-    } == RELAXABLE_RULES, "relax only Multi-AZ, deletion protection, long backups, access logs and WAF"
+        "customer-managed-key",
+        "s3-versioning",
+        "rds-performance-insights",
+        "rds-enhanced-monitoring",
+    } == RELAXABLE_RULES, (
+        "relax only Multi-AZ, deletion protection, long backups, access logs, WAF, the stack's own key, "
+        "media versions and database insight: they cost money or block teardown"
+    )
     prod = tier_config("prod")
     assert prod["all"] == "mandatory"
     assert not [name for name, entry in prod.items() if entry == "advisory"], "prod relaxes nothing"
@@ -229,6 +245,10 @@ def _app_security_group(run: ProgramRun) -> RecordedResource:
     return group
 
 
+def _media(resource_type: str) -> Callable[[ProgramRun], RecordedResource]:
+    return lambda run: run.one(resource_type, "media")
+
+
 def _set(key: str, value: Any) -> Callable[[Inputs], None]:
     return lambda inputs: inputs.__setitem__(key, value)
 
@@ -270,6 +290,29 @@ def _plain_http(inputs: Inputs) -> None:
     inputs.update(protocol="HTTP", port=8080)
     inputs.pop("certificateArn", None)
     inputs.pop("sslPolicy", None)
+PUBLIC_KEY_STATEMENT = {
+    "Sid": "Anyone",
+    "Effect": "Allow",
+    "Principal": "*",
+    "Action": "kms:Decrypt",
+    "Resource": "*",
+}
+DECRYPT_ALL_POLICY = json.dumps(
+    {
+        "Version": "2012-10-17",
+        "Statement": [{"Sid": "AnyKey", "Effect": "Allow", "Action": "kms:Decrypt", "Resource": "*"}],
+    }
+)
+
+
+def _add_key_statement(inputs: Inputs) -> None:
+    policy = json.loads(inputs["policy"])
+    policy["Statement"].append(PUBLIC_KEY_STATEMENT)
+    inputs["policy"] = json.dumps(policy)
+
+
+def _exec_logging(logging: str) -> Callable[[Inputs], None]:
+    return lambda inputs: inputs["configuration"]["executeCommandConfiguration"].update(logging=logging)
 
 
 FORWARD_ACTIONS = [{"type": "forward", "targetGroupArn": "arn:aws:elasticloadbalancing:us-east-1:1:tg/web"}]
@@ -540,6 +583,85 @@ MISTAKES = [
         lambda inputs: None,
         "unprotected database",
         options={"protect": False},
+    ),
+    Mistake(
+        PROD_STATEFUL_PROTECTED,
+        "prod",
+        _media(S3_BUCKET),
+        lambda inputs: None,
+        "unprotected media bucket",
+        options={"protect": False},
+    ),
+    Mistake(
+        PROD_STATEFUL_PROTECTED,
+        "prod",
+        _only(KMS_KEY),
+        lambda inputs: None,
+        "unprotected key",
+        options={"protect": False},
+    ),
+    Mistake(
+        EPHEMERAL_STACK_DESTROYABLE,
+        "ephemeral",
+        _media(S3_BUCKET),
+        _set("forceDestroy", False),
+        "media bucket keeps its files",
+    ),
+    Mistake(
+        "iam-no-decrypt-with-every-key",
+        "prod",
+        _first(IAM_ROLE_POLICY),
+        _set("policy", DECRYPT_ALL_POLICY),
+        "any key",
+    ),
+    Mistake("kms-key-rotation", "prod", _only(KMS_KEY), _set("enableKeyRotation", False), "never rotated"),
+    Mistake("kms-key-not-public", "prod", _only(KMS_KEY), _add_key_statement, "anyone decrypts"),
+    Mistake(
+        "customer-managed-key", "prod", _only(RDS_INSTANCE), _drop("kmsKeyId"), "database on the AWS key"
+    ),
+    Mistake("customer-managed-key", "prod", _first(SECRET), _drop("kmsKeyId"), "secret on the AWS key"),
+    Mistake("customer-managed-key", "prod", _first(LOG_GROUP), _drop("kmsKeyId"), "log group on the AWS key"),
+    Mistake(
+        "s3-bucket-not-public",
+        "prod",
+        _media(S3_PUBLIC_ACCESS_BLOCK),
+        _set("restrictPublicBuckets", False),
+        "public bucket policies honoured",
+    ),
+    Mistake(
+        "s3-tls-only",
+        "prod",
+        _media(S3_BUCKET_POLICY),
+        _set("policy", json.dumps({"Version": "2012-10-17", "Statement": []})),
+        "plain HTTP allowed",
+    ),
+    Mistake(
+        "s3-versioning",
+        "prod",
+        _media(S3_VERSIONING),
+        _set("versioningConfiguration", {"status": "Suspended"}),
+        "versioning suspended",
+    ),
+    Mistake(
+        "rds-performance-insights",
+        "prod",
+        _only(RDS_INSTANCE),
+        _set("performanceInsightsEnabled", False),
+        "off",
+    ),
+    Mistake(
+        "rds-performance-insights",
+        "prod",
+        _only(RDS_INSTANCE),
+        _drop("performanceInsightsKmsKeyId"),
+        "insights on the AWS key",
+    ),
+    Mistake("rds-enhanced-monitoring", "prod", _only(RDS_INSTANCE), _set("monitoringInterval", 0), "off"),
+    Mistake(
+        "ecs-exec-audit-logging", "prod", _only(ECS_CLUSTER), _exec_logging("DEFAULT"), "task log groups"
+    ),
+    Mistake(
+        "ecs-exec-audit-logging", "dev", _only(ECS_CLUSTER), _exec_logging("NONE"), "unrecorded sessions"
     ),
 ]
 

@@ -198,8 +198,9 @@ def test_task_and_execution_roles_are_separate_and_least_privilege(run_name: str
             "ssmmessages:OpenControlChannel",
             "ssmmessages:OpenDataChannel",
         }
-        # The cluster logs ECS Exec sessions to the task's own log group: the task role may write there only.
-        assert exec_policy["WriteSessionLogs"]["Resource"] == f"{log_group}:*"
+        # The cluster records ECS Exec sessions in its audit log group: the task role may write there only.
+        audit_log_group = run.one(LOG_GROUP, "exec-sessions").state["arn"]
+        assert exec_policy["WriteSessionLogs"]["Resource"] == f"{audit_log_group}:*"
         assert set(exec_policy["WriteSessionLogs"]["Action"]) == {
             "logs:CreateLogStream",
             "logs:DescribeLogStreams",
@@ -216,7 +217,9 @@ def test_no_policy_allows_every_action_and_roles_trust_only_ecs_tasks_of_the_acc
             assert not any(action == "*" or action.endswith(":*") for action in actions), policy.name
     for role in prod_run.of_type(ROLE):
         [trust] = json.loads(role.inputs["assumeRolePolicy"])["Statement"]
-        assert trust["Principal"] == {"Service": "ecs-tasks.amazonaws.com"}
+        # Every role is a task's, except the one RDS Enhanced Monitoring publishes with.
+        service = "monitoring.rds" if role.name == "database-monitoring-role" else "ecs-tasks"
+        assert trust["Principal"] == {"Service": f"{service}.amazonaws.com"}
         assert trust["Condition"] == {"StringEquals": {"aws:SourceAccount": "123456789012"}}
 
 

@@ -82,21 +82,24 @@ def test_access_logs_go_to_a_private_encrypted_expiring_bucket(
     run_name: str, retention: int, force_destroy: bool, request
 ) -> None:
     run: ProgramRun = request.getfixturevalue(run_name)
-    bucket = run.one("aws:s3/bucket:Bucket")
+    bucket = run.one("aws:s3/bucket:Bucket", "access-logs")
     assert bucket.inputs["forceDestroy"] is force_destroy
     assert run.one(LOAD_BALANCER).inputs["accessLogs"] == {"bucket": bucket.id, "enabled": True}
-    public_access = run.one("aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock").inputs
+    public_access = run.one("aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock", "access-logs").inputs
     assert all(
         public_access[key] is True
         for key in ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets")
     )
     [encryption] = run.one(
-        "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration"
+        "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration",
+        "access-logs",
     ).inputs["rules"]
     assert encryption["applyServerSideEncryptionByDefault"] == {"sseAlgorithm": "AES256"}
-    [lifecycle] = run.one("aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration").inputs["rules"]
+    [lifecycle] = run.one(
+        "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration", "access-logs"
+    ).inputs["rules"]
     assert (lifecycle["status"], lifecycle["expiration"]["days"]) == ("Enabled", retention)
-    policy = run.one("aws:s3/bucketPolicy:BucketPolicy")
+    policy = run.one("aws:s3/bucketPolicy:BucketPolicy", "access-logs")
     writers = [
         statement["Principal"]
         for statement in json.loads(policy.inputs["policy"])["Statement"]
@@ -111,7 +114,7 @@ def test_access_logs_go_to_a_private_encrypted_expiring_bucket(
 
 def test_access_logs_are_off_by_default(dev_run: ProgramRun) -> None:
     assert "accessLogs" not in dev_run.one(LOAD_BALANCER).inputs
-    assert dev_run.of_type("aws:s3/bucket:Bucket") == []
+    assert [bucket.name for bucket in dev_run.of_type("aws:s3/bucket:Bucket")] == ["media-bucket"]
 
 
 def test_a_leaving_task_drains_before_ecs_stops_it(prod_run: ProgramRun) -> None:

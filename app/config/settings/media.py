@@ -1,0 +1,43 @@
+"""Media files (user uploads): S3 in a deployed stack, the local file system elsewhere.
+
+The containers' root file system is read-only and a task's /tmp dies with it, so a deployed stack
+stores uploads in its private media bucket (MEDIA_BUCKET, in AWS_REGION) through django-storages,
+with the task role's credentials. The bucket is private: the app hands out presigned URLs that
+expire after MEDIA_URL_EXPIRE_SECONDS. MEDIA_S3_ENDPOINT_URL points at another S3-compatible
+server (tests run against a local one). Without MEDIA_BUCKET, files go under MEDIA_ROOT.
+"""
+
+from pathlib import Path
+from typing import Any
+
+import environ
+
+S3_STORAGE = "storages.backends.s3.S3Storage"
+FILE_SYSTEM_STORAGE = "django.core.files.storage.FileSystemStorage"
+
+
+def media_root(env: environ.Env) -> Path:
+    # /tmp is the only writable path in the containers; uploads there are lost with the task.
+    return Path(env.str("MEDIA_ROOT", default="/tmp/media"))  # noqa: S108
+
+
+def default_storage(env: environ.Env) -> dict[str, Any]:
+    """The `default` entry of STORAGES."""
+    bucket = env.str("MEDIA_BUCKET", default="")
+    if not bucket:
+        return {"BACKEND": FILE_SYSTEM_STORAGE, "OPTIONS": {"location": str(media_root(env))}}
+    options: dict[str, Any] = {
+        "bucket_name": bucket,
+        "region_name": env.str("AWS_REGION", default="") or None,
+        # The bucket enforces object ownership: ACLs are off, so none is sent.
+        "default_acl": None,
+        "querystring_auth": True,
+        "querystring_expire": env.int("MEDIA_URL_EXPIRE_SECONDS", default=300),
+        # A second upload of "report.pdf" gets its own key instead of replacing the first.
+        "file_overwrite": False,
+        "signature_version": "s3v4",
+    }
+    endpoint = env.str("MEDIA_S3_ENDPOINT_URL", default="")
+    if endpoint:
+        options.update(endpoint_url=endpoint, addressing_style="path")
+    return {"BACKEND": S3_STORAGE, "OPTIONS": options}
