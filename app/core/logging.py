@@ -1,11 +1,9 @@
 """JSON log lines for every role: the formatter, the request and task context, email redaction."""
 
-import json
 import logging
 import re
 import threading
 from contextvars import ContextVar
-from datetime import UTC, datetime
 from typing import TextIO
 
 from celery import current_task
@@ -64,6 +62,9 @@ class JsonLineStream:
     def __init__(self, target: TextIO, logger_name: str) -> None:
         self.target = target
         self.logger_name = logger_name
+        self.formatter = RedactingJsonFormatter(
+            JSON_FORMATTER["fmt"], rename_fields=JSON_FORMATTER["rename_fields"]
+        )
         self._buffer = ""
         self._lock = threading.Lock()
 
@@ -79,12 +80,8 @@ class JsonLineStream:
         if not line.strip():
             return
         if not line.startswith("{"):
-            line = redact_emails(json.dumps({
-                "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
-                "level": "INFO",
-                "logger": self.logger_name,
-                "message": line.strip(),
-            }))
+            record = logging.LogRecord(self.logger_name, logging.INFO, "", 0, line.strip(), None, None)
+            line = self.formatter.format(record)
         self.target.write(line + "\n")
         self.target.flush()
 

@@ -34,7 +34,7 @@ class ContainerSpec:
 
     @property
     def role(self) -> str:
-        """web, worker, beat, migrate or queue-metrics: what the command runs."""
+        """web, worker, beat, migrate, queue-metrics or one-off: what the command runs."""
         command = list(self.command)
         if command == app_contract.web_command():
             return "web"
@@ -46,6 +46,8 @@ class ContainerSpec:
             return "queue-metrics"
         if command[:4] == ["celery", "--app", "config", "worker"]:
             return "worker"
+        if command[:2] == ["python", "manage.py"]:
+            return "one-off"  # another manage.py command on a task definition (infra.ops)
         raise AssertionError(f"container {self.name} of {self.family} runs an unknown command: {command}")
 
     def option(self, flag: str) -> str:

@@ -14,7 +14,7 @@ import pytest
 
 from infra import app_contract
 from tests.app.app_processes import APP_DIR
-from tests.e2e.stack import AWS_ONLY_VALUES, SHORT_TIMINGS
+from tests.e2e.stack import AWS_ONLY_VALUES, SHORT_APP_DEFAULTS, SHORT_TIMINGS
 from tests.e2e.task_definitions import ContainerSpec, stack_containers
 
 PRODUCTION_SETTINGS_FILES = [APP_DIR / "config/settings/base.py", APP_DIR / "config/settings/production.py"]
@@ -90,6 +90,18 @@ def test_test_overrides_only_replace_values_the_task_definitions_set() -> None:
     set_somewhere = set().union(*(spec.environment for spec in stack_containers("dev").containers))
     invented = sorted((set(AWS_ONLY_VALUES) | set(SHORT_TIMINGS)) - set_somewhere)
     assert not invented, f"the e2e overrides name variables no dev container has: {invented}"
+
+
+def test_shortened_app_defaults_are_settings_the_task_definitions_leave_to_the_app() -> None:
+    read_with_default = {name for name, has_default in production_variables().items() if has_default}
+    set_somewhere = set().union(*(spec.environment for spec in stack_containers("dev").containers))
+    assert set(SHORT_APP_DEFAULTS) <= read_with_default, (
+        f"not app settings with a default: {sorted(set(SHORT_APP_DEFAULTS) - read_with_default)}"
+    )
+    assert not set(SHORT_APP_DEFAULTS) & set_somewhere, (
+        "the task definitions now set these; shorten them in SHORT_TIMINGS instead: "
+        f"{sorted(set(SHORT_APP_DEFAULTS) & set_somewhere)}"
+    )
 
 
 @pytest.mark.parametrize("stack", ["dev", "prod"])
