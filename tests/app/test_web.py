@@ -42,10 +42,7 @@ def redis_server() -> Iterator[RedisServer]:
 @pytest.fixture(scope="module")
 def web(test_database_url: str, redis_server: RedisServer) -> Iterator[tuple[AppProcess, str]]:
     env = container_env(
-        test_database_url,
-        redis_server.url,
-        # All requests here come from one address; the rate limit has tests of its own.
-        **{app_contract.DJANGO_SECURE_SSL_REDIRECT: "true", app_contract.SIGNUP_RATE_LIMIT: "1000/m"},
+        test_database_url, redis_server.url, **{app_contract.DJANGO_SECURE_SSL_REDIRECT: "true"}
     )
     # What the image build does: static files are collected before the server starts.
     collect = subprocess.run(

@@ -160,8 +160,9 @@ class HealthzPoller:
 
 def test_every_line_every_role_prints_is_json(app_stack: AppStack) -> None:
     """Web, worker, Beat, the queue-metrics publisher and migrate print JSON lines only, start-up and
-    shutdown included (CloudWatch Logs Insights reads fields from JSON lines). Every process this
-    session started counts, faults included; one-off commands print for the person who runs them."""
+    shutdown included (CloudWatch Logs Insights reads fields from JSON lines), and no email address.
+    Every process this session started counts, faults included; one-off commands print for the
+    person who runs them."""
     worker = app_stack.start_worker()
     beat = app_stack.start(app_stack.containers.one("beat"))
     try:
@@ -170,14 +171,18 @@ def test_every_line_every_role_prints_is_json(app_stack: AppStack) -> None:
         for process in (beat, worker):
             process.stop_like_ecs(stop_timeout=20)
 
-    not_json = {}
+    not_json, addresses = {}, {}
     for process in app_stack.processes:
         if process.spec.role == "one-off":
             continue
-        bad = [line for line in process.output().splitlines() if not is_json_object(line)]
-        if bad:
+        lines = process.output().splitlines()
+        if bad := [line for line in lines if not is_json_object(line)]:
             not_json[process.label] = bad[:3]
+        # Every address the scenarios sign up is at one of these domains.
+        if leaked := [line for line in lines if "@example.com" in line or "@xn--" in line]:
+            addresses[process.label] = leaked[:3]
     assert not not_json, f"lines that are not JSON, by process: {not_json}"
+    assert not addresses, f"email addresses in the logs, by process: {addresses}"
 
 
 def is_json_object(line: str) -> bool:
