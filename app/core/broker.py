@@ -48,7 +48,7 @@ class BoundedPublisher:
             return self._pool
 
     def publish(self, task: Task, args: tuple) -> bool:
-        """Send `task` with `args`; False, after at most about 2 s, if the broker did not take it."""
+        """Send `task` with `args`; False, in under 2 s, if the broker did not take it."""
         if time.monotonic() < self._unavailable_until:
             return False
         try:

@@ -17,9 +17,16 @@ def client_ip(request: HttpRequest) -> str:
     the peer address is the client.
     """
     last_hop = request.META.get("HTTP_X_FORWARDED_FOR", "").rsplit(",", 1)[-1].strip()
-    for candidate in (last_hop, request.META.get("REMOTE_ADDR", "")):
+    for candidate in (last_hop, without_port(last_hop), request.META.get("REMOTE_ADDR", "")):
         try:
             return str(ipaddress.ip_address(candidate))
         except ValueError:
             continue
     return UNKNOWN_CLIENT
+
+
+def without_port(hop: str) -> str:
+    """`1.2.3.4:5678` or `[2001:db8::1]:5678` without the port (the ALB adds one when its
+    `routing.http.xff_client_port.enabled` attribute is on)."""
+    host, _, port = hop.rpartition(":")
+    return host.strip("[]") if port.isdigit() else hop

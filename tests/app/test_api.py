@@ -8,8 +8,9 @@ import uuid
 
 import pytest
 from django.core.cache import cache
-from django.test import Client
+from django.test import Client, RequestFactory
 
+from core.client import UNKNOWN_CLIENT, client_ip
 from signups.models import Signup
 
 pytestmark = pytest.mark.django_db
@@ -242,6 +243,23 @@ def test_the_rate_limit_answers_429_in_json_per_client_address(client: Client, s
     assert client.post(URL, data=json.dumps({"email": "y@example.com"}), content_type="application/json",
                        **other_client).status_code == 202
     assert Signup.objects.count() == 4
+
+
+@pytest.mark.parametrize(
+    ("forwarded_for", "remote_addr", "client"),
+    [
+        ("203.0.113.9, 198.51.100.7", "10.0.0.2", "198.51.100.7"),  # only the ALB's hop is trusted
+        ("198.51.100.7:43512", "10.0.0.2", "198.51.100.7"),  # the ALB's client-port option
+        ("2001:db8::1, [2001:db8::7]:443", "10.0.0.2", "2001:db8::7"),
+        ("", "10.0.0.2", "10.0.0.2"),  # no load balancer (a local run)
+        ("not an address", "10.0.0.2", "10.0.0.2"),
+        ("", "", UNKNOWN_CLIENT),
+    ],
+)
+def test_the_client_address_is_the_hop_the_load_balancer_appends(forwarded_for, remote_addr, client) -> None:
+    request = RequestFactory().get("/", HTTP_X_FORWARDED_FOR=forwarded_for, REMOTE_ADDR=remote_addr)
+
+    assert client_ip(request) == client
 
 
 @pytest.mark.django_db(transaction=True)

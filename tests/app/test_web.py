@@ -238,7 +238,7 @@ def test_signups_are_answered_within_3_s_and_healthz_stays_up_whatever_the_broke
 
 class broker_fault:
     """Redis refusing connections (stopped), half-open (SIGSTOP: the kernel still accepts
-    connections, nothing answers), or slow (every write paused for 300 ms, as in a failover)."""
+    connections, nothing answers), or slow (every write paused for 200 ms, as in a failover)."""
 
     def __init__(self, server: RedisServer, fault: str) -> None:
         self.server, self.fault = server, fault
@@ -257,8 +257,8 @@ class broker_fault:
     def keep_pausing(self) -> None:
         client = redis.Redis(port=self.server.port)
         while not self.stop_pausing.is_set():
-            client.execute_command("CLIENT", "PAUSE", "300", "WRITE")
-            self.stop_pausing.wait(0.35)
+            client.execute_command("CLIENT", "PAUSE", "200", "WRITE")
+            self.stop_pausing.wait(0.25)
 
     def __exit__(self, *exc_info: object) -> None:
         if self.fault == "refused":

@@ -228,13 +228,13 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_TASK_DEFAULT_QUEUE = CELERY_DEFAULT_QUEUE_NAME
 CELERY_TASK_ROUTES = {"signups.tasks.send_welcome_email": {"queue": CELERY_EMAIL_QUEUE_NAME}}
 
-# Publishing from a request or a sweep waits at most about 2 s whatever state Redis is in (refusing,
+# Publishing from a request or a sweep waits under 2 s whatever state Redis is in (refusing,
 # half-open during a failover, slow): short socket timeouts, no redis-py retry, one kombu retry. After
 # a failed publish, the process skips publishing for a few seconds, so a broker outage cannot tie up
 # every web thread; the signup is kept and the sweep publishes it (core.broker).
 BROKER_PUBLISH_TRANSPORT_OPTIONS = {
-    "socket_connect_timeout": 0.5,
-    "socket_timeout": 0.5,
+    "socket_connect_timeout": 0.4,
+    "socket_timeout": 0.4,
     "retry_on_timeout": False,
 }
 BROKER_PUBLISH_RETRY_POLICY = {
@@ -296,8 +296,8 @@ CACHES = {
         "KEY_PREFIX": "cache",
         "OPTIONS": {
             # A rate-limit lookup must not hold a request when Redis is half-open.
-            "SOCKET_CONNECT_TIMEOUT": 0.25,
-            "SOCKET_TIMEOUT": 0.25,
+            "SOCKET_CONNECT_TIMEOUT": 0.1,
+            "SOCKET_TIMEOUT": 0.1,
             "IGNORE_EXCEPTIONS": True,
             "CONNECTION_POOL_KWARGS": {**(REDIS_SSL_OPTIONS or {}), "retry_on_timeout": False},
         },
@@ -333,6 +333,9 @@ LOGGING = {
         "django.server": {"level": "WARNING"},
         # A request for a host we do not serve is the client's mistake (or a scanner), not ours.
         "django.security.DisallowedHost": {"filters": ["rejected_host"]},
+        # billiard (Celery's process pool) logs here without propagating, e.g. a pool process killed
+        # at the hard time limit; with no handler of its own Python would print it as plain text.
+        "multiprocessing": {"handlers": ["stdout"], "level": "WARNING", "propagate": False},
     },
 }
 check_settings(vars())
