@@ -75,6 +75,14 @@ CELERY_TASK_TIME_LIMIT = "CELERY_TASK_TIME_LIMIT"  # seconds
 CELERY_VISIBILITY_TIMEOUT = "CELERY_VISIBILITY_TIMEOUT"  # seconds, > hard limit
 CELERY_WORKER_STOP_TIMEOUT = "CELERY_WORKER_STOP_TIMEOUT"  # the ECS stopTimeout of the worker
 PERIODIC_HEARTBEAT_SECONDS = "PERIODIC_HEARTBEAT_SECONDS"  # Beat schedule of the recorded heartbeat
+EMAIL_TIMEOUT = "EMAIL_TIMEOUT"  # seconds per SMTP operation, below the soft-to-hard time limit gap
+# Welcome-email retries: capped exponential backoff over a window; the sweep re-drives due retries.
+WELCOME_EMAIL_RETRY_WINDOW_SECONDS = "WELCOME_EMAIL_RETRY_WINDOW_SECONDS"  # how long to keep trying
+WELCOME_EMAIL_RETRY_BACKOFF_SECONDS = "WELCOME_EMAIL_RETRY_BACKOFF_SECONDS"  # first retry delay
+WELCOME_EMAIL_RETRY_MAX_DELAY_SECONDS = "WELCOME_EMAIL_RETRY_MAX_DELAY_SECONDS"  # longest retry delay
+SIGNUP_SWEEP_SECONDS = "SIGNUP_SWEEP_SECONDS"  # Beat schedule of the sweep that re-drives signups
+SIGNUP_REQUEUE_AFTER_SECONDS = "SIGNUP_REQUEUE_AFTER_SECONDS"  # age of a never-published signup
+SIGNUP_RATE_LIMIT = "SIGNUP_RATE_LIMIT"  # signups per client address, e.g. 10/m
 GUNICORN_WORKERS = "GUNICORN_WORKERS"
 GUNICORN_THREADS = "GUNICORN_THREADS"
 GUNICORN_TIMEOUT = "GUNICORN_TIMEOUT"  # request timeout, below the ALB idle timeout

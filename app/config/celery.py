@@ -8,7 +8,7 @@ import os
 from celery import Celery
 from django.conf import settings
 
-from core.celery_lifecycle import WorkerHeartbeat
+from core.celery_lifecycle import JsonStartupBeat, JsonStartupWorker, WorkerHeartbeat
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
 
@@ -24,4 +24,7 @@ app.conf.update(
     }
 )
 app.steps["worker"].add(WorkerHeartbeat)
+# Worker and Beat announce themselves in JSON like every other line they print.
+app.Worker = app.subclass_with_self(JsonStartupWorker)
+app.Beat = app.subclass_with_self(JsonStartupBeat)
 app.autodiscover_tasks()

@@ -4,14 +4,18 @@ and a bounded shutdown."""
 import logging
 import logging.config
 import signal
+import sys
 import threading
 
-from celery import bootsteps
+from celery import VERSION_BANNER, bootsteps
+from celery.apps.beat import Beat
+from celery.apps.worker import Worker
 from celery.signals import setup_logging, task_postrun, task_prerun, worker_shutting_down
 from django.conf import settings
 from django.db import close_old_connections
 
 from core.heartbeat import touch
+from core.logging import JsonLineStream
 
 logger = logging.getLogger(__name__)
 
@@ -20,6 +24,46 @@ logger = logging.getLogger(__name__)
 def use_django_logging(**kwargs) -> None:
     """Worker and Beat log JSON lines to stdout like the web role, instead of Celery's format."""
     logging.config.dictConfig(settings.LOGGING)
+    logging.captureWarnings(True)
+
+
+def print_json_only(logger_name: str) -> None:
+    """Make everything this process prints a JSON line, from before Celery's own start-up.
+
+    Warnings (e.g. Celery's SecurityWarning) go through logging; stray prints to stdout become JSON
+    lines. Celery's plain-text shutdown notices are dropped (they write to the file descriptor of
+    stdout unless it has none); the worker_shutting_down receiver below logs the shutdown instead.
+    """
+    use_django_logging()
+    if not isinstance(sys.stdout, JsonLineStream):
+        sys.stdout = sys.__stdout__ = JsonLineStream(sys.__stdout__, logger_name)
+
+
+class JsonStartupWorker(Worker):
+    """The worker, announcing itself with one JSON log line instead of the plain-text banner."""
+
+    def on_before_init(self, **kwargs) -> None:
+        print_json_only("celery.worker")
+        super().on_before_init(**kwargs)
+
+    def emit_banner(self) -> None:
+        queues = sorted(queue.name for queue in self.app.amqp.queues.consume_from.values())
+        logger.info(
+            "celery worker %s starting: queues %s, concurrency %s",
+            VERSION_BANNER, ",".join(queues), self.concurrency,
+        )
+
+
+class JsonStartupBeat(Beat):
+    """Beat, announcing itself with one JSON log line instead of the plain-text banner."""
+
+    def __init__(self, *args, quiet: bool = False, **kwargs) -> None:
+        print_json_only("celery.beat")
+        super().__init__(*args, quiet=True, **kwargs)
+
+    def setup_logging(self, colorize: bool | None = None) -> None:
+        super().setup_logging(colorize)
+        logger.info("celery beat %s starting: scheduler %s", VERSION_BANNER, self.scheduler_cls)
 
 
 @task_prerun.connect

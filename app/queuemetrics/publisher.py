@@ -2,9 +2,10 @@
 
 One tick reads, per worker pool: the waiting messages of each queue (every priority list), the
 age of the oldest waiting message, the in-flight messages (kombu's `unacked` hash), and the
-pool's desired/running worker counts from ECS. It then sends every datapoint in one batched
-`PutMetricData` call. A tick that cannot read the broker publishes nothing: a made-up zero would
-tell the scaling policies that the queue is empty.
+pool's desired/running worker counts from ECS; and the application's gauges (schema.APP_METRICS,
+e.g. failed welcome emails). It then sends every datapoint in one batched `PutMetricData` call.
+A tick that cannot read the broker publishes nothing: a made-up zero would tell the scaling
+policies that the queue is empty. Gauges that cannot be read (database down) are left out.
 """
 
 from __future__ import annotations
@@ -168,20 +169,7 @@ def metric_data(
     data: list[dict[str, Any]] = []
 
     def add(metric: schema.MetricDefinition, value: float, pool: str, queue: str | None = None) -> None:
-        data.append(
-            {
-                "MetricName": metric.name,
-                "Dimensions": [
-                    {"Name": name, "Value": dimension_value}
-                    for name, dimension_value in schema.dimensions(metric, pool, queue).items()
-                ],
-                "Timestamp": timestamp,
-                "Value": value,
-                "Unit": metric.unit,
-                # High resolution, so the wake-up alarm can use a sub-minute period.
-                "StorageResolution": 1,
-            }
-        )
+        data.append(datum(metric, value, timestamp, pool, queue))
 
     for spec in pools:
         ages = []
@@ -209,6 +197,41 @@ def metric_data(
     return data
 
 
+def datum(
+    metric: schema.MetricDefinition,
+    value: float,
+    timestamp: datetime,
+    pool: str | None = None,
+    queue: str | None = None,
+) -> dict[str, Any]:
+    """One PutMetricData datapoint."""
+    return {
+        "MetricName": metric.name,
+        "Dimensions": [
+            {"Name": name, "Value": dimension_value}
+            for name, dimension_value in schema.dimensions(metric, pool, queue).items()
+        ],
+        "Timestamp": timestamp,
+        "Value": value,
+        "Unit": metric.unit,
+        # High resolution, so the wake-up alarm can use a sub-minute period.
+        "StorageResolution": 1,
+    }
+
+
+# Reads application gauges, e.g. from the database: metric -> value.
+GaugeReader = Callable[[], Mapping[schema.MetricDefinition, float]]
+
+
+@dataclass(frozen=True)
+class PublishTarget:
+    """What is measured (the pools and their ECS services) and where the metrics go."""
+
+    namespace: str
+    cluster: str
+    pools: tuple[schema.PoolSpec, ...]
+
+
 class QueueMetricsPublisher:
     """One measurement-and-publish step; `run` repeats it."""
 
@@ -216,22 +239,22 @@ class QueueMetricsPublisher:
         self,
         *,
         redis_client: redis.Redis,
+        layout: BrokerLayout,
         cloudwatch: Any,
         ecs: Any,
-        namespace: str,
-        cluster: str,
-        pools: Sequence[schema.PoolSpec],
-        layout: BrokerLayout,
+        target: PublishTarget,
+        gauge_readers: Sequence[GaugeReader] = (),
         clock: Callable[[], float] = time.time,
     ) -> None:
-        schema.validate_namespace(namespace)
+        schema.validate_namespace(target.namespace)
         self.redis = redis_client
         self.cloudwatch = cloudwatch
         self.ecs = ecs
-        self.namespace = namespace
-        self.cluster = cluster
-        self.pools = tuple(pools)
+        self.namespace = target.namespace
+        self.cluster = target.cluster
+        self.pools = tuple(target.pools)
         self.layout = layout
+        self.gauge_readers = tuple(gauge_readers)
         self.clock = clock
 
     def publish_once(self) -> TickOutcome:
@@ -244,6 +267,7 @@ class QueueMetricsPublisher:
             return TickOutcome.BROKER_UNREACHABLE
         now = self.clock()
         data = metric_data(self.pools, queues, in_flight, self._worker_counts(), now)
+        data += self._gauges(datetime.fromtimestamp(now, UTC))
         try:
             for start in range(0, len(data), MAX_DATUMS_PER_REQUEST):
                 self.cloudwatch.put_metric_data(
@@ -254,6 +278,17 @@ class QueueMetricsPublisher:
             return TickOutcome.CLOUDWATCH_FAILED
         logger.debug("published %d queue metrics", len(data))
         return TickOutcome.PUBLISHED
+
+    def _gauges(self, timestamp: datetime) -> list[dict[str, Any]]:
+        data = []
+        for read in self.gauge_readers:
+            try:
+                values = read()
+            except Exception as error:  # the queue metrics go out regardless
+                logger.error("cannot read gauges from %s: %s", getattr(read, "__name__", read), error)
+                continue
+            data += [datum(metric, value, timestamp) for metric, value in values.items()]
+        return data
 
     def _worker_counts(self) -> dict[str, WorkerCount] | None:
         services = [spec.service for spec in self.pools]

@@ -94,6 +94,21 @@ WAKE_UP_BACKLOG = MetricDefinition(
     "PoolBacklog while the pool has no workers (desired 0), else 0: drives the wake-up policy.",
 )
 
+# Application gauges, one value per stack (no dimension), read from PostgreSQL by the publisher.
+WELCOME_EMAILS_FAILED = MetricDefinition(
+    "WelcomeEmailsFailed",
+    "Count",
+    (),
+    "Signups whose welcome email failed for good (a permanent rejection, or the retry window ended) "
+    "and was not re-sent (manage.py failed_welcome_emails).",
+)
+WELCOME_EMAILS_RETRYING = MetricDefinition(
+    "WelcomeEmailsRetrying",
+    "Count",
+    (),
+    "Queued signups with at least one failed delivery attempt: the mail server is refusing or down.",
+)
+
 QUEUE_METRICS = (QUEUE_WAITING, QUEUE_OLDEST_AGE)
 POOL_METRICS = (
     POOL_OLDEST_AGE,
@@ -104,6 +119,7 @@ POOL_METRICS = (
     BACKLOG_PER_WORKER,
     WAKE_UP_BACKLOG,
 )
+APP_METRICS = (WELCOME_EMAILS_FAILED, WELCOME_EMAILS_RETRYING)
 # Metrics that need the ECS worker counts; a tick without them still publishes the rest.
 WORKER_COUNT_METRICS = (POOL_DESIRED_WORKERS, POOL_RUNNING_WORKERS, BACKLOG_PER_WORKER, WAKE_UP_BACKLOG)
 
@@ -123,7 +139,7 @@ def validate_namespace(namespace: str) -> None:
         )
 
 
-def dimensions(metric: MetricDefinition, pool: str, queue: str | None = None) -> dict[str, str]:
+def dimensions(metric: MetricDefinition, pool: str | None = None, queue: str | None = None) -> dict[str, str]:
     """The dimension values of one metric, keyed by dimension name in the metric's order."""
     values = {POOL_DIMENSION: pool, QUEUE_DIMENSION: queue}
     missing = [name for name in metric.dimensions if values[name] is None]

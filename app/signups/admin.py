@@ -5,10 +5,13 @@ from signups.models import PeriodicRun, Signup
 
 @admin.register(Signup)
 class SignupAdmin(admin.ModelAdmin):
-    list_display = ["email", "status", "attempts", "created_at", "sent_at"]
+    list_display = ["id", "status", "attempts", "created_at", "next_attempt_at", "sent_at"]
     list_filter = ["status"]
-    search_fields = ["email"]
-    readonly_fields = ["id", "attempts", "last_error", "created_at", "updated_at", "enqueued_at", "sent_at"]
+    search_fields = ["email_canonical"]
+    readonly_fields = [
+        "id", "email_canonical", "attempts", "last_error", "created_at", "updated_at", "enqueued_at",
+        "next_attempt_at", "sent_at",
+    ]
 
 
 @admin.register(PeriodicRun)

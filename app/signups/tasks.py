@@ -1,6 +1,7 @@
 """Celery tasks of the signups app, and the one way to enqueue a welcome email."""
 
 import logging
+import random
 import smtplib
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -8,7 +9,6 @@ from datetime import datetime, timedelta
 
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
-from celery.utils.time import get_exponential_backoff_interval
 from django import db
 from django.conf import settings
 from django.core.mail import EmailMessage, get_connection
@@ -16,32 +16,36 @@ from django.core.mail.backends.base import BaseEmailBackend
 from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
-from kombu.exceptions import OperationalError
 
 from core.beat import SCHEDULED_FOR_HEADER
+from core.broker import publisher
 from signups.models import PeriodicRun, Signup
 
 logger = logging.getLogger(__name__)
 
-# Failures of the mail server or the network; worth another attempt later.
+# Failures of the mail server or the network: retried, unless the server refused for good.
 DELIVERY_ERRORS = (smtplib.SMTPException, OSError)
 # The database is unreachable or its connection broke (restart, failover); the task waits it out.
 DATABASE_ERRORS = (db.OperationalError, db.InterfaceError)
-MAX_DELIVERY_ATTEMPTS = settings.WELCOME_EMAIL_MAX_DELIVERY_ATTEMPTS
 MAX_DATABASE_RETRIES = settings.WELCOME_EMAIL_MAX_DATABASE_RETRIES
-PUBLISH_RETRY_POLICY = {"max_retries": 3, "interval_start": 0.2, "interval_step": 0.4, "interval_max": 1.0}
 REQUEUE_BATCH_SIZE = 500
+# Doublings before the backoff reaches any sensible cap; bounds the arithmetic, not the delay.
+MAX_BACKOFF_DOUBLINGS = 30
 
 
-def enqueue_welcome_email(signup: Signup) -> bool:
-    """Publish the welcome email of a committed signup; False if the broker is unavailable."""
-    try:
-        send_welcome_email.apply_async((str(signup.pk),), retry=True, retry_policy=PUBLISH_RETRY_POLICY)
-    except OperationalError:
-        logger.warning("broker unavailable, signup %s stays queued for the requeue sweep", signup.pk)
-        return False
-    Signup.objects.filter(pk=signup.pk).update(enqueued_at=timezone.now())
-    return True
+def enqueue_welcome_email(signup_id: object) -> bool:
+    """Publish the welcome email of a committed signup; False if the broker did not take it.
+
+    `enqueued_at` is written before the publish, because a fast worker may record its attempt
+    (which clears it) before this process could write it afterwards; a refused publish clears it.
+    """
+    enqueued_at = timezone.now()
+    Signup.objects.filter(pk=signup_id).update(enqueued_at=enqueued_at)
+    if publisher.publish(send_welcome_email, (str(signup_id),)):
+        return True
+    Signup.objects.filter(pk=signup_id, enqueued_at=enqueued_at).update(enqueued_at=None)
+    logger.warning("signup %s stays queued for the sweep", signup_id)
+    return False
 
 
 def welcome_message(signup: Signup) -> EmailMessage:
@@ -56,24 +60,24 @@ def welcome_message(signup: Signup) -> EmailMessage:
     )
 
 
-def delivery_retry_delay(attempts: int) -> int:
-    """Seconds before the next delivery attempt: 2, 4, 8 s after the 1st, 2nd, 3rd, with full jitter."""
-    return get_exponential_backoff_interval(
-        factor=settings.WELCOME_EMAIL_RETRY_BACKOFF,
-        retries=attempts - 1,
-        maximum=settings.WELCOME_EMAIL_LONGEST_DELIVERY_DELAY,
-        full_jitter=True,
-    )
+def retry_delay(attempts: int) -> timedelta:
+    """Wait after the `attempts`-th failed attempt: capped exponential backoff with equal jitter,
+    between half and all of min(max delay, backoff x 2^(attempts - 1))."""
+    doublings = min(max(attempts - 1, 0), MAX_BACKOFF_DOUBLINGS)
+    backoff = settings.WELCOME_EMAIL_RETRY_BACKOFF_SECONDS * 2**doublings
+    ceiling = min(settings.WELCOME_EMAIL_RETRY_MAX_DELAY_SECONDS, backoff)
+    return timedelta(seconds=ceiling * random.uniform(0.5, 1.0))  # noqa: S311 - jitter, not a secret
 
 
-class DeliveryFailed(Exception):
-    """A delivery attempt failed and is recorded; `retry` says whether attempts are left."""
+def is_permanent_rejection(exc: BaseException) -> bool:
+    """A 5xx reply to this message: the recipient or the message is refused for good (RFC 5321).
 
-    def __init__(self, cause: BaseException, attempts: int, retry: bool) -> None:
-        super().__init__(str(cause))
-        self.cause = cause
-        self.attempts = attempts
-        self.retry = retry
+    5xx replies to the session itself (greeting, authentication, our sender address) are a fault of
+    the mail setup, not of this signup, and are retried like an outage until the window ends.
+    """
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        return bool(exc.recipients) and all(500 <= code < 600 for code, _ in exc.recipients.values())
+    return isinstance(exc, smtplib.SMTPDataError) and 500 <= exc.smtp_code < 600
 
 
 @contextmanager
@@ -87,108 +91,137 @@ def smtp_connection() -> Iterator[BaseEmailBackend]:
     try:
         yield connection
     finally:
-        with suppress(*DELIVERY_ERRORS):
+        with suppress(*DELIVERY_ERRORS, SoftTimeLimitExceeded):
             connection.close()
 
 
 @shared_task(
     bind=True,
-    # Bounds every retry together; each kind is bounded on its own below.
-    max_retries=MAX_DELIVERY_ATTEMPTS + MAX_DATABASE_RETRIES,
+    max_retries=MAX_DATABASE_RETRIES,
     # A task killed at its hard time limit goes back to the queue instead of being acknowledged;
-    # the `attempts` column ends a message that keeps getting killed.
+    # the attempt it recorded makes the next run wait for its retry time.
     acks_on_failure_or_timeout=False,
 )
 def send_welcome_email(self, signup_id: str, database_retries: int = 0) -> str:
-    """Send the welcome email of one signup, exactly once however often this message runs.
+    """Make one delivery attempt of a signup's welcome email, if one is due; never sends twice.
 
-    Retries failed deliveries (up to MAX_DELIVERY_ATTEMPTS in all, counted in the signup's
-    `attempts`) and database outages (MAX_DATABASE_RETRIES, not counted as attempts).
+    Returns the signup's status afterwards, or why nothing was attempted ("scheduled": the next
+    attempt is not due yet, "missing"). A failed attempt is recorded with the time of the next one,
+    which the sweep (requeue_stale_signups) publishes: long waits never sit in the broker.
     """
     try:
         return deliver_welcome_email(signup_id)
-    except DeliveryFailed as failure:
-        if not failure.retry:
-            raise failure.cause from None
-        raise self.retry(exc=failure.cause, countdown=delivery_retry_delay(failure.attempts)) from None
-    except DATABASE_ERRORS as exc:
+    except (*DATABASE_ERRORS, SoftTimeLimitExceeded) as exc:
+        # The database is unreachable (restart, RDS failover), or the soft time limit stopped the task
+        # outside the delivery (waiting for the row lock): wait briefly and run again. These short
+        # countdowns are not delivery attempts.
         if database_retries >= MAX_DATABASE_RETRIES:
-            # The message ends here; requeue_stale_signups publishes the signup again later.
-            raise
-        logger.warning("database unavailable for signup %s, retrying: %s", signup_id, exc)
+            raise  # the message ends here; the sweep publishes the signup again later
+        logger.warning("signup %s: %s, running again shortly", signup_id, type(exc).__name__)
         raise self.retry(
-            exc=exc,
             countdown=settings.WELCOME_EMAIL_DATABASE_RETRY_DELAY,
             kwargs={"database_retries": database_retries + 1},
         ) from None
-    except SoftTimeLimitExceeded as exc:
-        # Stopped outside the delivery itself, e.g. waiting for the signup's row lock.
-        raise self.retry(exc=exc, countdown=delivery_retry_delay(1)) from None
+
+
+def claim_attempt(signup_id: str, now: datetime) -> str | None:
+    """Record the next delivery attempt of a due, queued signup. None if recorded, else why not.
+
+    The attempt is committed before the delivery with a lease: the next attempt is due no earlier
+    than the hard time limit plus a backoff. A run killed mid-attempt (hard time limit, out of
+    memory, SIGKILL) leaves that time behind, so its redelivered message or the sweep tries again
+    then; a message that keeps killing its worker backs off like a failing mail server. Two runs
+    of one signup compare-and-set `attempts`, so only one of them attempts.
+    """
+    signup = Signup.objects.filter(pk=signup_id).first()
+    if signup is None:
+        logger.warning("signup %s does not exist, nothing to send", signup_id)
+        return "missing"
+    if signup.status != Signup.Status.QUEUED:
+        return signup.status
+    if not signup.is_due(now):
+        return "scheduled"
+    attempts = signup.attempts + 1
+    lease = timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT) + retry_delay(attempts)
+    unchanged = Signup.objects.filter(pk=signup_id, status=Signup.Status.QUEUED, attempts=signup.attempts)
+    recorded = unchanged.update(
+        attempts=attempts, next_attempt_at=now + lease, enqueued_at=None, updated_at=now
+    )
+    return None if recorded else "scheduled"
 
 
 def deliver_welcome_email(signup_id: str) -> str:
-    """Record a delivery attempt, then deliver unless the signup is no longer `queued`.
-
-    The attempt is committed before the delivery, so a message whose every run is killed (hard
-    time limit, out of memory) still ends `failed` after MAX_DELIVERY_ATTEMPTS. The delivery holds
-    the signup's row lock and is sent only while the row is `queued`: a duplicate delivery
-    (redelivery after a crash, a second message, a concurrent run) waits for the lock, then finds
-    `sent` and does nothing.
-    """
-    attempt_recorded = Signup.objects.filter(
-        pk=signup_id, status=Signup.Status.QUEUED, attempts__lt=MAX_DELIVERY_ATTEMPTS
-    ).update(attempts=F("attempts") + 1, updated_at=timezone.now())
-
+    """Claim an attempt, then deliver under the signup's row lock and record the outcome."""
+    not_attempted = claim_attempt(signup_id, timezone.now())
+    if not_attempted:
+        return not_attempted
     with smtp_connection() as smtp, transaction.atomic():
-        signup = Signup.objects.select_for_update().filter(pk=signup_id).first()
-        if signup is None:
-            logger.warning("signup %s does not exist, nothing to send", signup_id)
-            return "missing"
-        if signup.status != Signup.Status.QUEUED:
-            return signup.status
-        if not attempt_recorded:  # still queued: earlier runs used every attempt and never finished
-            logger.error("giving up on signup %s after %s attempts", signup.pk, signup.attempts)
-            signup.status = Signup.Status.FAILED
-            signup.save(update_fields=["status", "updated_at"])
+        signup = Signup.objects.select_for_update().get(pk=signup_id)
+        if signup.status != Signup.Status.QUEUED:  # changed by hand meanwhile
             return signup.status
         try:
             smtp.open()  # opened here, so that send_messages leaves it open until the commit
             smtp.send_messages([welcome_message(signup)])
         except (*DELIVERY_ERRORS, SoftTimeLimitExceeded) as exc:
-            failure = DeliveryFailed(exc, signup.attempts, retry=signup.attempts < MAX_DELIVERY_ATTEMPTS)
-            signup.last_error = f"{type(exc).__name__}: {exc}"[:2000]
-            if not failure.retry:
-                signup.status = Signup.Status.FAILED
-                logger.error("giving up on signup %s after %s attempts", signup.pk, signup.attempts)
-            signup.save(update_fields=["status", "last_error", "updated_at"])
+            record_failure(signup, exc)
         else:
             # Committed as soon as the server accepted the message, before QUIT: only a crash
             # between the acceptance and this commit sends the email again (same Message-ID).
             logger.info("welcome email sent for signup %s", signup.pk)
             signup.status = Signup.Status.SENT
             signup.sent_at = timezone.now()
+            signup.next_attempt_at = None
             signup.last_error = ""
-            signup.save(update_fields=["status", "last_error", "sent_at", "updated_at"])
-            return signup.status
-    # Raised after the commit, so the failed attempt stays recorded.
-    raise failure
+            signup.save(update_fields=["status", "last_error", "sent_at", "next_attempt_at", "updated_at"])
+        return signup.status
+
+
+def record_failure(signup: Signup, exc: BaseException) -> None:
+    """Store a failed attempt: the signup fails for good, or its next attempt gets a time.
+
+    Only the exception's type is logged: mail servers quote the recipient's address in replies.
+    """
+    now = timezone.now()
+    deadline = signup.retry_deadline()
+    signup.last_error = f"{type(exc).__name__}: {exc}"[:2000]
+    if is_permanent_rejection(exc) or now >= deadline:
+        signup.status = Signup.Status.FAILED
+        signup.next_attempt_at = None
+        why = "rejected permanently" if is_permanent_rejection(exc) else "retry window over"
+        logger.error("welcome email for signup %s failed after %s attempt(s): %s (%s)",
+                     signup.pk, signup.attempts, why, type(exc).__name__)
+    else:
+        signup.next_attempt_at = min(now + retry_delay(signup.attempts), deadline)
+        logger.warning("welcome email for signup %s: attempt %s failed (%s), next at %s",
+                       signup.pk, signup.attempts, type(exc).__name__, signup.next_attempt_at.isoformat())
+    signup.save(update_fields=["status", "last_error", "next_attempt_at", "updated_at"])
 
 
 @shared_task
 def requeue_stale_signups() -> int:
-    """Publish welcome emails that never reached the broker, or whose message was lost."""
+    """Publish every welcome email that is due and has no message out.
+
+    - a retry whose `next_attempt_at` has come (failed attempts, and killed ones after their lease);
+    - a signup the broker refused at creation, once SIGNUP_REQUEUE_AFTER_SECONDS old;
+    - a message lost after it was accepted (Redis replication is asynchronous: a failover can drop
+      recent messages), once enqueued longer than the visibility timeout plus that delay.
+    Stops at the first refused publish: the broker is down, the next run tries again.
+    """
     now = timezone.now()
-    never_enqueued = Q(
-        enqueued_at__isnull=True,
-        created_at__lt=now - timedelta(seconds=settings.SIGNUP_REQUEUE_AFTER_SECONDS),
-    )
-    # Redis replication is asynchronous: a failover can lose a message that was accepted.
+    requeue_after = timedelta(seconds=settings.SIGNUP_REQUEUE_AFTER_SECONDS)
+    retry_due = Q(next_attempt_at__lte=now)
+    refused_at_creation = Q(next_attempt_at__isnull=True, created_at__lt=now - requeue_after)
+    no_message_out = Q(enqueued_at__isnull=True) & (retry_due | refused_at_creation)
     message_lost = Q(
-        enqueued_at__lt=now
-        - timedelta(seconds=settings.CELERY_VISIBILITY_TIMEOUT + settings.SIGNUP_REQUEUE_AFTER_SECONDS)
+        enqueued_at__lt=now - timedelta(seconds=settings.CELERY_VISIBILITY_TIMEOUT) - requeue_after
     )
-    stale = Signup.objects.filter(never_enqueued | message_lost, status=Signup.Status.QUEUED)
-    requeued = sum(enqueue_welcome_email(signup) for signup in stale[:REQUEUE_BATCH_SIZE])
+    due = Signup.objects.filter(no_message_out | message_lost, status=Signup.Status.QUEUED)
+    due_ids = due.order_by(F("next_attempt_at").asc(nulls_first=True)).values_list("pk", flat=True)
+    requeued = 0
+    for signup_id in due_ids[:REQUEUE_BATCH_SIZE]:
+        if not enqueue_welcome_email(signup_id):
+            break
+        requeued += 1
     if requeued:
         logger.info("requeued %s signups", requeued)
     return requeued

@@ -1,22 +1,43 @@
-"""The signup API: JSON in, JSON out, and a clear 4xx for every kind of bad input."""
+"""The signup API: JSON in, JSON out, and a clear 4xx for every kind of bad input.
+
+Errors the views do not answer themselves (unknown paths, wrong methods, an unreachable database)
+are turned into JSON by core.middleware.ApiErrorMiddleware.
+"""
 
 import json
 import uuid
 
 from django import forms
+from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
+from django_ratelimit.core import get_usage
 
+from signups.mailbox import InvalidMailbox, delivery_address, identity
 from signups.models import Signup
 from signups.tasks import enqueue_welcome_email
 
-MAX_BODY_BYTES = 64 * 1024
+RATE_LIMIT_GROUP = "signups.create"
+
+
+class MailboxField(forms.EmailField):
+    """An email address in its delivery form (signups.mailbox), validated after normalization."""
+
+    def to_python(self, value: object) -> str:
+        text = super().to_python(value)
+        if text in self.empty_values:
+            return text
+        try:
+            return delivery_address(text)
+        except InvalidMailbox as exc:
+            raise ValidationError(str(exc), code="invalid") from None
 
 
 class SignupForm(forms.Form):
-    email = forms.EmailField(max_length=254)
+    email = MailboxField(max_length=254)
 
 
 def error(http_status: int, message: str, **extra: object) -> JsonResponse:
@@ -27,45 +48,91 @@ def signup_body(signup: Signup) -> dict:
     return {"id": str(signup.pk), "status": signup.status}
 
 
+def signup_rate(group: str, request: HttpRequest) -> str:
+    return settings.SIGNUP_RATE_LIMIT
+
+
+def rate_limited(request: HttpRequest) -> JsonResponse | None:
+    """429 once this client has used up SIGNUP_RATE_LIMIT (per address, from core.client)."""
+    usage = get_usage(
+        request, group=RATE_LIMIT_GROUP, key="ip", rate=signup_rate, method="POST", increment=True
+    )
+    if usage is None or not usage["should_limit"]:
+        return None  # under the limit, or the cache is unreachable (fail open, see settings)
+    response = error(429, "too many signups from this address; try again later")
+    response["Retry-After"] = str(max(usage["time_left"], 1))
+    return response
+
+
+def parse_body(request: HttpRequest) -> dict | JsonResponse:
+    """The request's JSON object, or the error response that explains why there is none."""
+    if request.content_type != "application/json":
+        return error(415, "Content-Type must be application/json")
+    declared_length = request.META.get("CONTENT_LENGTH") or "0"
+    if not (declared_length.isascii() and declared_length.isdigit()):
+        return error(400, "Content-Length must be a number")
+    try:
+        # A body over DATA_UPLOAD_MAX_MEMORY_SIZE raises here; the API middleware answers 413.
+        payload = json.loads(request.body)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        return error(400, f"request body is not valid JSON: {type(exc).__name__}")
+    if not isinstance(payload, dict):
+        return error(400, "request body must be a JSON object")
+    return payload
+
+
 # No cookies or sessions are involved, so there is no cross-site request to forge.
 @csrf_exempt
 @require_POST
 def create_signup(request: HttpRequest) -> JsonResponse:
     """Store a signup and enqueue its welcome email; answers 202 without waiting for the email.
 
-    A second signup with the same email (any letter case) is not an error: it answers 202 with the
-    existing signup, so a client may safely retry after a timeout or a 503.
+    Every spelling of an address that is already signed up (letter case, Unicode forms, IDN
+    domains) answers 202 with the existing signup, so a client may safely retry after a timeout or
+    a 503.
     """
-    if request.content_type != "application/json":
-        return error(415, "Content-Type must be application/json")
-    declared_length = int(request.META.get("CONTENT_LENGTH") or 0)
-    if declared_length > MAX_BODY_BYTES:
-        return error(413, f"request body is larger than {MAX_BODY_BYTES} bytes")
-    try:
-        payload = json.loads(request.body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        return error(400, f"request body is not valid JSON: {exc}")
-    if not isinstance(payload, dict):
-        return error(400, "request body must be a JSON object")
+    limited = rate_limited(request)
+    if limited:
+        return limited
+    payload = parse_body(request)
+    if isinstance(payload, JsonResponse):
+        return payload
     form = SignupForm(payload)
     if not form.is_valid():
         return error(400, "invalid signup", errors=form.errors.get_json_data())
 
-    email = form.cleaned_data["email"]
+    signup = store_signup(form.cleaned_data["email"])
+    if isinstance(signup, JsonResponse):
+        return signup
+    return enqueue_response(signup)
+
+
+def store_signup(email: str) -> Signup | JsonResponse:
+    """The new signup, or the answer for a mailbox that is already signed up."""
+    canonical = identity(email)
     try:
         with transaction.atomic():
-            signup = Signup.objects.create(email=email)
+            return Signup.objects.create(email=email, email_canonical=canonical)
     except IntegrityError:
-        existing = Signup.objects.get(email__iexact=email)
+        existing = Signup.objects.filter(email_canonical=canonical).first() or Signup.objects.filter(
+            email__iexact=email
+        ).first()
+        if existing is None:  # the other signup was deleted between the insert and this read
+            return error(409, "this address changed concurrently; try again")
         return JsonResponse(signup_body(existing), status=202)
 
-    # The row is committed before its message exists: the worker always finds it.
-    if not enqueue_welcome_email(signup):
-        return error(
+
+def enqueue_response(signup: Signup) -> JsonResponse:
+    """The row is committed before its message exists: the worker always finds it. Without a
+    broker the signup stays saved and the sweep sends its email later."""
+    if not enqueue_welcome_email(signup.pk):
+        response = error(
             503,
             "the task queue is unavailable; the signup is saved and its email will be sent later",
             **signup_body(signup),
         )
+        response["Retry-After"] = "30"
+        return response
     return JsonResponse(signup_body(signup), status=202)
 
 

@@ -27,7 +27,7 @@ from infra.naming import StackNames
 from infra.network.config import NetworkConfig
 from infra.observability.config import AlarmsConfig, LogsConfig
 from infra.release.config import ReleaseConfig
-from infra.services.config import AppConfig, BeatConfig, CeleryLimits, WorkersConfig
+from infra.services.config import AppConfig, BeatConfig, CeleryLimits, SignupsConfig, WorkersConfig
 from infra.storage.config import MediaConfig
 from infra.web.config import WebConfig
 
@@ -54,6 +54,7 @@ class StackConfig:
     broker: BrokerConfig
     image: ImageConfig
     app: AppConfig
+    signups: SignupsConfig
     web: WebConfig
     workers: WorkersConfig
     beat: BeatConfig
@@ -77,6 +78,7 @@ class StackConfig:
             broker=BrokerConfig.read(read),
             image=ImageConfig.read(read, project_root),
             app=AppConfig.read(read),
+            signups=SignupsConfig.read(read),
             web=WebConfig.read(read),
             workers=WorkersConfig.read(read),
             beat=BeatConfig.read(read),
@@ -90,7 +92,22 @@ class StackConfig:
         )
         config.scaling.check_pools(read, config.workers)
         config._check_teardown(read)
+        config._check_email_timeout(read)
         return config
+
+    def _check_email_timeout(self, read: ConfigReader) -> None:
+        """A delivery stuck in SMTP must reach its soft limit and still clean up (its SMTP call times
+        out) before the hard limit kills the process (RELIABILITY.md rule 11)."""
+        gap = self.celery.time_limit_seconds - self.celery.soft_time_limit_seconds
+        timeout = self.signups.email_timeout_seconds
+        keys = ("taskSoftTimeLimitSeconds", "taskTimeLimitSeconds", "emailTimeoutSeconds")
+        if read.valid(*keys) and gap <= timeout:
+            read.report(
+                "emailTimeoutSeconds",
+                timeout,
+                f"less than taskTimeLimitSeconds - taskSoftTimeLimitSeconds ({gap} s), or a delivery "
+                "stuck at the soft limit is killed before its SMTP call times out",
+            )
 
     def _check_teardown(self, read: ConfigReader) -> None:
         """Nothing may block an ephemeral stack's destroy; and AWS deletion protection only behind

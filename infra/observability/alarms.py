@@ -16,6 +16,7 @@ from infra.observability.metrics import (
     Expression,
     Metric,
     MonitoredStack,
+    app_metric,
     beat_period_seconds,
     beat_tasks,
     cache_max,
@@ -24,8 +25,12 @@ from infra.observability.metrics import (
     target_group_metric,
     web_5xx_rate,
 )
+from queuemetrics import schema
 
 WEB_AT_MAX_MINUTES = 15
+# Retries span outages; people hear of one that lasts this long (a minimum above 0 all along).
+MAIL_SERVER_ALARM_MINUTES = 30
+MAIL_SERVER_PERIOD = 5 * MINUTE
 
 
 @dataclass(frozen=True)
@@ -165,6 +170,7 @@ def alarm_rules(
                 treat_missing_data="notBreaching",
             )
         )
+    rules += _welcome_email_rules()
     if beat_pool is not None:
         period = beat_period_seconds(publish_interval_seconds)
         periods = max(1, math.ceil(thresholds.beat_minutes * MINUTE / period))
@@ -186,6 +192,46 @@ def alarm_rules(
             )
         )
     return rules
+
+
+def _welcome_email_rules() -> list[AlarmRule]:
+    """Welcome emails that failed for good, and a mail server that keeps refusing them."""
+    return [
+        AlarmRule(
+            key="welcome-emails-failed",
+            description=(
+                "Welcome emails failed for good (a permanent rejection, or the retry window ended). List "
+                "and re-send them: python -m infra.ops manage <stack> -- failed_welcome_emails --resend"
+            ),
+            watches=lambda stack: app_metric(
+                stack, schema.WELCOME_EMAILS_FAILED, "Maximum", "failed welcome emails"
+            ),
+            comparison="GreaterThanThreshold",
+            threshold=0,
+            evaluation_periods=1,
+            datapoints_to_alarm=1,
+            treat_missing_data="notBreaching",  # a silent publisher has its own alarm
+        ),
+        AlarmRule(
+            key="mail-server-refusing",
+            description=(
+                f"Welcome emails have been waiting for a retry for {MAIL_SERVER_ALARM_MINUTES} minutes: "
+                "the mail server refuses or is down. They are retried until welcomeEmailRetryWindowSeconds."
+            ),
+            watches=lambda stack: app_metric(
+                stack,
+                schema.WELCOME_EMAILS_RETRYING,
+                "Minimum",
+                "welcome emails retrying",
+                MAIL_SERVER_PERIOD,
+            ),
+            comparison="GreaterThanThreshold",
+            threshold=0,
+            evaluation_periods=MAIL_SERVER_ALARM_MINUTES * MINUTE // MAIL_SERVER_PERIOD,
+            datapoints_to_alarm=MAIL_SERVER_ALARM_MINUTES * MINUTE // MAIL_SERVER_PERIOD,
+            treat_missing_data="notBreaching",
+        ),
+    ]
 
 
 def _deviation_from_one(count: Expression) -> Expression:

@@ -13,6 +13,7 @@ from infra.observability.metrics import (
     MonitoredStack,
     WebTier,
     alb_metric,
+    app_metric,
     beat_tasks,
     cache_metrics,
     database_metric,
@@ -145,6 +146,16 @@ def dashboard_body(stack: MonitoredStack, thresholds: AlarmsConfig, queue_age_al
             [m.widget_row() for m in cache_metrics(stack, "CurrConnections", "Maximum").values()],
         ),
     ]
+    widgets.append(
+        _widget(
+            stack,
+            "Welcome emails: retrying and failed for good",
+            [
+                app_metric(stack, schema.WELCOME_EMAILS_RETRYING, "Maximum", "retrying").widget_row(),
+                app_metric(stack, schema.WELCOME_EMAILS_FAILED, "Maximum", "failed").widget_row(),
+            ],
+        )
+    )
     if stack.beat_pool is not None:
         widgets.append(
             _widget(stack, "Celery Beat: tasks running", beat_tasks(stack, stack.beat_pool).widget_rows())

@@ -196,6 +196,17 @@ def queue_metric(
     return Metric(namespace, definition.name, dimensions, statistic, label, period)
 
 
+def app_metric(
+    stack: MonitoredStack,
+    definition: schema.MetricDefinition,
+    statistic: str,
+    label: str,
+    period: int = MINUTE,
+) -> Metric:
+    """A metric the publisher reads from the app itself (no pool or queue dimension)."""
+    return Metric(stack.queue_namespace, definition.name, (), statistic, label, period)
+
+
 def web_5xx_rate(stack: MonitoredStack) -> Expression:
     """5xx answers (from the app and from the ALB itself) as a percentage of all requests."""
     return Expression(

@@ -447,6 +447,8 @@ def _rollback(
             file=sys.stderr,
         )
     return exit_code
+
+
 def _restore(
     stack: DeployedStack,
     args: argparse.Namespace,

@@ -17,6 +17,8 @@ QUEUE_NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,80}$")
 # The schemes of django-environ's EMAIL_URL that deliver mail (or log it, for a stack without SMTP).
 EMAIL_URL_PATTERN = r"((smtp|smtps|smtp\+tls|smtp\+ssl)://\S+|consolemail://)?"
 EMAIL_ADDRESS_PATTERN = r"[^@\s]+@[^@\s]+\.[^@\s]+"
+# django-ratelimit's rate: a count per period (s, m, h, d), the period optionally a multiple.
+RATE_PATTERN = r"\d+/\d*[smhd]"
 WORKER_POOL_FIELDS = (
     "name",
     "queues",
@@ -57,6 +59,54 @@ class AppConfig:
                 "defaultFromEmail", EMAIL_ADDRESS_PATTERN, "an email address like no-reply@example.com"
             ),
         )
+
+
+@dataclass(frozen=True)
+class SignupsConfig:
+    """How the app delivers welcome emails through mail-server outages, and guards its signup API."""
+
+    email_timeout_seconds: int  # per SMTP operation; below the soft-to-hard time limit gap
+    retry_backoff_seconds: int  # the first retry's delay, doubled per attempt
+    retry_max_delay_seconds: int  # the cap of that doubling
+    retry_window_seconds: int  # after this, a delivery that keeps failing is marked failed
+    sweep_seconds: int  # how often Beat's sweep re-drives due retries and unpublished signups
+    requeue_after_seconds: int  # a signup never handed to the broker is re-driven after this
+    rate_limit: str  # signups per client address, e.g. 10/m
+
+    @classmethod
+    def read(cls, read: ConfigReader) -> SignupsConfig:
+        config = cls(
+            email_timeout_seconds=read.integer("emailTimeoutSeconds", 1, 14),
+            retry_backoff_seconds=read.integer("welcomeEmailRetryBackoffSeconds", 1, 3600),
+            retry_max_delay_seconds=read.integer("welcomeEmailRetryMaxDelaySeconds", 1, 86400),
+            retry_window_seconds=read.integer("welcomeEmailRetryWindowSeconds", 600, 604800),
+            sweep_seconds=read.integer("signupSweepSeconds", 5, 300),
+            requeue_after_seconds=read.integer("signupRequeueAfterSeconds", 30, 3600),
+            rate_limit=read.string(
+                "signupRateLimit", RATE_PATTERN, "a count per period, e.g. 10/m, 100/h or 5/10s"
+            ),
+        )
+        backoff, longest = config.retry_backoff_seconds, config.retry_max_delay_seconds
+        window = config.retry_window_seconds
+        if (
+            read.valid("welcomeEmailRetryBackoffSeconds", "welcomeEmailRetryMaxDelaySeconds")
+            and longest < backoff
+        ):
+            read.report(
+                "welcomeEmailRetryMaxDelaySeconds",
+                longest,
+                f"at least welcomeEmailRetryBackoffSeconds ({backoff})",
+            )
+        if (
+            read.valid("welcomeEmailRetryMaxDelaySeconds", "welcomeEmailRetryWindowSeconds")
+            and window < longest
+        ):
+            read.report(
+                "welcomeEmailRetryWindowSeconds",
+                window,
+                f"at least welcomeEmailRetryMaxDelaySeconds ({longest})",
+            )
+        return config
 
 
 @dataclass(frozen=True)

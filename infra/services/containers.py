@@ -17,7 +17,7 @@ from infra import app_contract
 from infra.app_contract import Role
 from infra.autoscaling.publisher import QueueMetricsPublisher
 from infra.config.stack import StackConfig
-from infra.services.config import WorkerPool
+from infra.services.config import SignupsConfig, WorkerPool
 
 # ECS stop timeout of web, Beat and migrate (the worker's comes from the stack config).
 STOP_TIMEOUT_SECONDS = 30
@@ -74,11 +74,25 @@ def shared_environment(config: StackConfig, host_names: Sequence[str], region: s
         app_contract.CELERY_WORKER_STOP_TIMEOUT: str(config.workers.stop_timeout_seconds),
         app_contract.PERIODIC_HEARTBEAT_SECONDS: str(config.beat.periodic_heartbeat_seconds),
         app_contract.AWS_REGION: region,
+        **signups_environment(config.signups),
     }
     if config.web.https:
         origins = ",".join(f"https://{host}" for host in host_names)
         environment[app_contract.DJANGO_CSRF_TRUSTED_ORIGINS] = origins
     return environment
+
+
+def signups_environment(signups: SignupsConfig) -> dict[str, str]:
+    """Every role checks these at start (core.settings_checks), so every role gets them."""
+    return {
+        app_contract.EMAIL_TIMEOUT: str(signups.email_timeout_seconds),
+        app_contract.WELCOME_EMAIL_RETRY_BACKOFF_SECONDS: str(signups.retry_backoff_seconds),
+        app_contract.WELCOME_EMAIL_RETRY_MAX_DELAY_SECONDS: str(signups.retry_max_delay_seconds),
+        app_contract.WELCOME_EMAIL_RETRY_WINDOW_SECONDS: str(signups.retry_window_seconds),
+        app_contract.SIGNUP_SWEEP_SECONDS: str(signups.sweep_seconds),
+        app_contract.SIGNUP_REQUEUE_AFTER_SECONDS: str(signups.requeue_after_seconds),
+        app_contract.SIGNUP_RATE_LIMIT: signups.rate_limit,
+    }
 
 
 def data_environment(media_bucket: str, database_instance: str) -> dict[str, str]:

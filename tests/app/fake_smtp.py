@@ -1,4 +1,4 @@
-"""A small real SMTP server for tests: records messages, can refuse or hold them.
+"""A small real SMTP server for tests: records messages, can refuse, reject, hold them or be down.
 
 Django's SMTP backend talks to it over TCP exactly as it would to a mail provider, so the email
 task's error handling is exercised against real protocol errors (smtplib.SMTPDataError), not
@@ -23,6 +23,11 @@ class SMTPServer(socketserver.ThreadingTCPServer):
         super().__init__(("127.0.0.1", 0), SMTPSession)
         self.messages: list[Message] = []
         self.failures_left = 0
+        # Recipients answered with a permanent rejection (550) at RCPT TO.
+        self.rejected_recipients: set[str] = set()
+        # While down, every connection is closed before the greeting, as by a server that is gone.
+        self.down = False
+        self.refused_connections = 0
         self.data_received = threading.Event()
         # Cleared: a message's final reply waits until the test sets it again.
         self.release = threading.Event()
@@ -48,6 +53,30 @@ class SMTPServer(socketserver.ThreadingTCPServer):
         with self.lock:
             self.failures_left = count
 
+    def reject(self, recipient: str) -> None:
+        """Refuse this recipient for good (550 5.1.1, quoting the address as real servers do)."""
+        with self.lock:
+            self.rejected_recipients.add(recipient.lower())
+
+    def go_down(self) -> None:
+        with self.lock:
+            self.down = True
+
+    def come_back(self) -> None:
+        with self.lock:
+            self.down = False
+
+    def refuses_connection(self) -> bool:
+        with self.lock:
+            if self.down:
+                self.refused_connections += 1
+            return self.down
+
+    def is_rejected(self, rcpt_command: str) -> bool:
+        recipient = rcpt_command.partition(":")[2].strip().strip("<>").lower()
+        with self.lock:
+            return recipient in self.rejected_recipients
+
     def accept(self, raw_message: bytes) -> bool:
         with self.lock:
             if self.failures_left:
@@ -69,6 +98,8 @@ class SMTPSession(socketserver.StreamRequestHandler):
         self.wfile.flush()
 
     def handle(self) -> None:
+        if self.server.refuses_connection():
+            return  # closed without a greeting: the client sees the connection end
         # The client may go away mid-conversation, as a cancelled delivery does.
         with contextlib.suppress(BrokenPipeError, ConnectionResetError):
             self.converse()
@@ -79,6 +110,9 @@ class SMTPSession(socketserver.StreamRequestHandler):
             command = raw_line.decode(errors="replace").strip().upper()
             if command.startswith(("EHLO", "HELO")):
                 self.reply("250 fake-smtp")
+            elif command.startswith("RCPT TO") and self.server.is_rejected(raw_line.decode(errors="replace")):
+                address = raw_line.decode(errors="replace").partition(":")[2].strip()
+                self.reply(f"550 5.1.1 {address}: Recipient address rejected: User unknown")
             elif command.startswith(("MAIL FROM", "RCPT TO", "RSET", "NOOP")):
                 self.reply("250 OK")
             elif command == "DATA":

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import redis
-from app_processes import AppProcess, container_env, start_beat, start_worker, wait_for
+from app_processes import AppProcess, RedisServer, container_env, start_beat, start_worker, wait_for
 from django.utils import timezone
 
 from infra import app_contract
@@ -50,6 +50,36 @@ def test_sweep_requeues_signups_that_never_reached_the_broker(broker, settings) 
     assert broker.llen(app_contract.EMAIL_QUEUE) == 1
     just_created.refresh_from_db()
     assert just_created.enqueued_at is None, "a signup whose request may still be publishing is left alone"
+
+
+@pytest.mark.django_db
+def test_sweep_publishes_retries_that_are_due_and_only_those(broker) -> None:
+    now = timezone.now()
+    past, future = now - timedelta(seconds=1), now + timedelta(hours=1)
+    due = Signup.objects.create(email="due@example.com", attempts=1, next_attempt_at=past)
+    later = Signup.objects.create(email="later@example.com", attempts=1, next_attempt_at=future)
+    out = Signup.objects.create(email="out@example.com", attempts=1, next_attempt_at=past, enqueued_at=now)
+    failed = Signup.objects.create(email="failed@example.com", status=Signup.Status.FAILED, attempts=9)
+
+    assert requeue_stale_signups.apply().get() == 1
+
+    assert broker.llen(app_contract.EMAIL_QUEUE) == 1
+    due.refresh_from_db()
+    assert due.enqueued_at is not None
+    for untouched in (later, out, failed):
+        enqueued_before = untouched.enqueued_at
+        untouched.refresh_from_db()
+        assert untouched.enqueued_at == enqueued_before, untouched
+
+
+@pytest.mark.django_db
+def test_sweep_publishes_a_message_lost_after_it_was_accepted(broker, settings) -> None:
+    lost_at = timezone.now() - timedelta(
+        seconds=settings.CELERY_VISIBILITY_TIMEOUT + settings.SIGNUP_REQUEUE_AFTER_SECONDS + 1
+    )
+    Signup.objects.create(email="lost@example.com", enqueued_at=lost_at)
+
+    assert requeue_stale_signups.apply().get() == 1
 
 
 @pytest.fixture
@@ -116,3 +146,39 @@ def test_beat_schedules_runs_one_interval_apart_and_a_second_beat_waits_for_the_
         timeout=15,
         message=f"the standby Beat did not take over; {second_beat.describe()}",
     )
+
+
+@pytest.fixture
+def own_redis() -> Iterator[RedisServer]:
+    server = RedisServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_beat_rides_out_a_redis_outage_that_loses_every_key(
+    test_database_url: str, own_redis: RedisServer, processes, tmp_path: Path
+) -> None:
+    """The outage outlasts a tick and Redis comes back empty: no lock, no schedule. The same Beat
+    process takes the lock again, writes its schedule again and goes on firing."""
+    env = container_env(
+        test_database_url,
+        own_redis.url,
+        BEAT_HEARTBEAT_FILE=str(tmp_path / "beat-heartbeat"),
+        WORKER_HEARTBEAT_FILE=str(tmp_path / "worker-heartbeat"),
+        **{app_contract.PERIODIC_HEARTBEAT_SECONDS: str(INTERVAL_SECONDS)},
+    )
+    processes(start_worker(env, queues=[app_contract.DEFAULT_QUEUE]))
+    beat = processes(start_beat(env))
+    wait_for(lambda: len(heartbeat_runs()) >= 2, timeout=30, message=f"no runs; {beat.describe()}")
+
+    own_redis.stop()
+    wait_for(lambda: "Redis unavailable" in beat.output(), timeout=20, message=beat.describe())
+    own_redis.start()
+    runs_before = len(heartbeat_runs())
+
+    wait_for(lambda: len(heartbeat_runs()) >= runs_before + 3, timeout=45, message=beat.describe())
+    assert beat.is_running(), beat.describe()
+    assert all(run.firing == 1 for run in heartbeat_runs())
+    assert "Acquired lock" in beat.output().split("Redis unavailable", 1)[1], "the lock was not taken again"

@@ -22,6 +22,10 @@ from moto import mock_aws
 from config.celery import app as project_celery_app
 from infra import app_contract
 from queuemetrics import schema
+from signups.models import Signup
+
+# The publisher also reads the application's gauges from PostgreSQL.
+pytestmark = pytest.mark.django_db
 
 REGION = "eu-west-1"
 CLUSTER = "djcelery-test"
@@ -97,7 +101,20 @@ def test_once_publishes_what_the_project_app_enqueued_and_how_old_it_is(environm
     assert 0 <= age <= time.time() - before + 0.5
 
 
-def test_the_loop_publishes_until_sigterm_then_exits_cleanly(environment, queue):
+# Transactional: the gauge reader closes a connection left in a transaction, as between requests.
+@pytest.mark.django_db(transaction=True)
+def test_once_publishes_the_failed_and_retrying_welcome_emails(environment, queue):
+    Signup.objects.create(email="failed@example.com", email_canonical="failed@example.com", status="failed")
+    Signup.objects.create(email="retry@example.com", email_canonical="retry@example.com", attempts=2)
+    Signup.objects.create(email="new@example.com", email_canonical="new@example.com")
+
+    call_command("publish_queue_metrics", "--once", stdout=io.StringIO())
+
+    assert latest(environment, schema.WELCOME_EMAILS_FAILED) == 1
+    assert latest(environment, schema.WELCOME_EMAILS_RETRYING) == 1
+
+
+def test_the_loop_publishes_until_sigterm_then_exits_cleanly(environment, queue, caplog):
     project_celery_app.send_task("signups.tasks.example", queue=queue)
     handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)}
 
@@ -121,7 +138,7 @@ def test_the_loop_publishes_until_sigterm_then_exits_cleanly(environment, queue)
     stopper.join(timeout=DEADLINE_SECONDS)
 
     assert latest(environment, schema.QUEUE_WAITING, Pool="default", Queue=queue) == 1
-    assert "queue metrics publisher stopped" in out.getvalue()
+    assert "queue metrics publisher stopped" in caplog.text
     assert time.monotonic() - started < DEADLINE_SECONDS, "SIGTERM must end the loop promptly"
 
 

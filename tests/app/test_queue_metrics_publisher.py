@@ -24,6 +24,7 @@ from queuemetrics import schema
 from queuemetrics.publisher import (
     MAX_BACKOFF_SECONDS,
     BrokerLayout,
+    PublishTarget,
     QueueMetricsPublisher,
     TickOutcome,
     next_delay,
@@ -141,9 +142,7 @@ def make_publisher(
         redis_client=broker.client,
         cloudwatch=cloudwatch,
         ecs=ecs,
-        namespace=NAMESPACE,
-        cluster=CLUSTER,
-        pools=pools,
+        target=PublishTarget(NAMESPACE, CLUSTER, pools),
         layout=broker.layout,
         **kwargs,
     )

@@ -6,20 +6,29 @@ Redis here is a throwaway redis-server, so the tests can stop it and start it ag
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+import redis
 import requests
 from app_processes import APP_DIR, AppProcess, RedisServer, container_env, free_port, start_web, wait_for
+from django.conf import settings
 
 from infra import app_contract
 from signups.models import Signup
 
 APP_HOST = "app.example.com"
 ALB_HEALTH_CHECK_HOST = "10.0.12.34:8000"  # the ALB sends the target's IP address as Host
+# A signup must be answered within this, whatever state the broker is in.
+POST_DEADLINE_SECONDS = 3
+HEADERS = {"Host": APP_HOST, "X-Forwarded-Proto": "https"}
 
 
 @pytest.fixture(scope="module")
@@ -152,6 +161,17 @@ def test_signup_while_the_broker_is_down_gets_503_and_is_kept_for_the_sweep(web,
     assert elapsed < 10, f"the request took {elapsed:.1f} s; publish retries must be bounded"
     signup = Signup.objects.get(pk=response.json()["id"])
     assert (signup.status, signup.enqueued_at) == ("queued", None), "the signup must be kept for the sweep"
+    accepted_again_after_cool_down(base_url)
+
+
+def accepted_again_after_cool_down(base_url: str) -> None:
+    """After a refused publish the web skips publishing for a few seconds, then accepts again."""
+    wait_for(
+        lambda: post_signup(base_url, f"after-{uuid.uuid4().hex[:8]}@example.com")[0] == 202,
+        timeout=settings.BROKER_PUBLISH_COOL_DOWN_SECONDS + 10,
+        message="signups were not accepted again once the broker was back",
+        interval=1,
+    )
 
 
 @pytest.mark.django_db(transaction=True)
@@ -167,3 +187,116 @@ def test_signup_is_accepted_over_http_with_202(web) -> None:
 
     assert response.status_code == 202, response.text
     assert Signup.objects.get(pk=response.json()["id"]).enqueued_at is not None
+
+
+def post_signup(base_url: str, email: str) -> tuple[int, float, dict]:
+    started = time.monotonic()
+    response = requests.post(f"{base_url}/api/signups", json={"email": email}, headers=HEADERS, timeout=30)
+    return response.status_code, time.monotonic() - started, response.json()
+
+
+def healthz_seconds(base_url: str) -> float:
+    started = time.monotonic()
+    response = get(base_url, app_contract.LIVENESS_PATH, host=ALB_HEALTH_CHECK_HOST, https=False)
+    assert response.status_code == 200, response.text
+    return time.monotonic() - started
+
+
+Answer = tuple[int, float, dict]  # status, seconds, body
+
+
+def signups_under_broker_fault(base_url: str, prefix: str) -> tuple[list[Answer], list[float]]:
+    """Four clients (the web's threads) post 12 signups while a fifth polls /healthz."""
+    emails = [f"{prefix}-{n}@example.com" for n in range(12)]
+    with ThreadPoolExecutor(5) as pool:
+        health = pool.submit(lambda: [healthz_seconds(base_url) for _ in range(6)])
+        with ThreadPoolExecutor(4) as clients:
+            answers = list(clients.map(lambda email: post_signup(base_url, email), emails))
+        return answers, health.result()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("fault", ["refused", "half-open", "slow"])
+def test_signups_are_answered_within_3_s_and_healthz_stays_up_whatever_the_broker_does(
+    web, redis_server, fault: str
+) -> None:
+    _, base_url = web
+    with broker_fault(redis_server, fault):
+        answers, health = signups_under_broker_fault(base_url, fault)
+    wait_for(lambda: get(base_url, "/readyz").status_code == 200, timeout=15, message="Redis did not recover")
+
+    slowest = max(seconds for _, seconds, _ in answers)
+    assert slowest < POST_DEADLINE_SECONDS, f"{fault}: a signup took {slowest:.1f} s; {web[0].describe()}"
+    assert max(health) < POST_DEADLINE_SECONDS, f"{fault}: /healthz took {max(health):.1f} s"
+    expected = {202} if fault == "slow" else {503}
+    assert {status for status, _, _ in answers} <= expected | {202}, answers
+    assert expected <= {status for status, _, _ in answers}, answers
+    kept = Signup.objects.filter(pk__in=[body["id"] for _, _, body in answers]).count()
+    assert kept == len(answers), "every answered signup, 503 included, is kept"
+    accepted_again_after_cool_down(base_url)
+
+
+class broker_fault:
+    """Redis refusing connections (stopped), half-open (SIGSTOP: the kernel still accepts
+    connections, nothing answers), or slow (every write paused for 200 ms, as in a failover)."""
+
+    def __init__(self, server: RedisServer, fault: str) -> None:
+        self.server, self.fault = server, fault
+        self.stop_pausing = threading.Event()
+        self.pauser: threading.Thread | None = None
+
+    def __enter__(self) -> None:
+        if self.fault == "refused":
+            self.server.stop()
+        elif self.fault == "half-open":
+            self.server.process.send_signal(signal.SIGSTOP)
+        else:
+            self.pauser = threading.Thread(target=self.keep_pausing, daemon=True)
+            self.pauser.start()
+
+    def keep_pausing(self) -> None:
+        client = redis.Redis(port=self.server.port)
+        while not self.stop_pausing.is_set():
+            client.execute_command("CLIENT", "PAUSE", "200", "WRITE")
+            self.stop_pausing.wait(0.25)
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.fault == "refused":
+            self.server.start()
+        elif self.fault == "half-open":
+            self.server.process.send_signal(signal.SIGCONT)
+        else:
+            self.stop_pausing.set()
+            self.pauser.join(5)
+
+
+@pytest.fixture(scope="module")
+def web_without_database(redis_server: RedisServer) -> Iterator[str]:
+    """A web process whose database is unreachable (nothing listens on its port)."""
+    env = container_env(f"postgres://postgres@127.0.0.1:{free_port()}/gone", redis_server.url)
+    port = free_port()
+    process = start_web(env, port)
+    yield f"http://127.0.0.1:{port}"
+    process.stop()
+
+
+@pytest.mark.parametrize(
+    "request_api",
+    [
+        lambda base: requests.post(f"{base}/api/signups", json={"email": "ada@example.com"}, headers=HEADERS,
+                                   timeout=30),
+        lambda base: requests.get(f"{base}/api/signups/{uuid.uuid4()}", headers=HEADERS, timeout=30),
+    ],
+    ids=["post", "get"],
+)
+def test_the_api_answers_503_json_with_retry_after_while_the_database_is_down(
+    web_without_database: str, request_api: Callable[[str], requests.Response]
+) -> None:
+    response = request_api(web_without_database)
+
+    assert response.status_code == 503, response.text
+    assert response.headers["Content-Type"] == "application/json"
+    assert "unavailable" in response.json()["error"]
+    assert int(response.headers["Retry-After"]) > 0
+    liveness = get(web_without_database, app_contract.LIVENESS_PATH, host=ALB_HEALTH_CHECK_HOST)
+    assert liveness.status_code == 200, "the ALB health check must not depend on the database"

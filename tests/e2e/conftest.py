@@ -34,14 +34,14 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
         return
     terminalreporter.section("fault-injection scenarios")
     header = (
-        f"{'scenario':<40} {'sent':>6} {'completed':>10} {'lost':>6} {'duplicated':>11} "
+        f"{'scenario':<44} {'sent':>6} {'completed':>10} {'lost':>6} {'duplicated':>11} "
         f"{'resent same Message-ID':>23} {'seconds':>8}"
     )
     terminalreporter.write_line(header)
     terminalreporter.write_line("-" * len(header))
     for result in results:
         terminalreporter.write_line(
-            f"{result.scenario:<40} {result.sent:>6} {result.completed:>10} {result.lost:>6} "
+            f"{result.scenario:<44} {result.sent:>6} {result.completed:>10} {result.lost:>6} "
             f"{result.duplicated:>11} {result.resent:>23} {result.seconds:>8.1f}"
         )
 
@@ -91,8 +91,8 @@ def scenario(app_stack: AppStack, request: pytest.FixtureRequest) -> Iterator[Sc
         yield current
     finally:
         app_stack.smtp.unhold_all()
-        for process in current.processes:
-            process.close()
+        app_stack.smtp.come_back()
+        current.close()
 
 
 @pytest.fixture

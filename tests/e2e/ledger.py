@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 
 from tests.app.app_processes import wait_for
-from tests.e2e.stack import AppStack, Container
+from tests.e2e.stack import Answer, AppStack, Container, Service
 
 
 @dataclass(frozen=True)
@@ -44,10 +44,11 @@ class Scenario:
     results: list[ScenarioResult]
     emails: list[str] = field(default_factory=list)
     processes: list[Container] = field(default_factory=list)
+    services: list[Service] = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)
 
-    def start_worker(self) -> Container:
-        worker = self.stack.start_worker()
+    def start_worker(self, **overrides: str) -> Container:
+        worker = self.stack.start_worker(**overrides)
         self.processes.append(worker)
         return worker
 
@@ -56,12 +57,25 @@ class Scenario:
         self.processes.append(beat)
         return beat
 
-    def sign_up(self, count: int, prefix: str = "") -> list[str]:
+    def run_beat_service(self) -> Service:
+        """Beat as its ECS service runs it: an exited Beat is replaced."""
+        service = Service(self.start_beat)
+        self.services.append(service)
+        return service
+
+    def sign_up(self, count: int, prefix: str = "", accepted: tuple[int, ...] = (202,)) -> list[Answer]:
+        """Sign up `count` new people; each answered signup (202, or a 503 that keeps it) counts."""
         first = len(self.emails)
         emails = [f"{prefix or self.name}-{first + index}@example.com" for index in range(count)]
-        self.stack.sign_up(emails)
+        answers = self.stack.sign_up(emails, accepted=accepted)
         self.emails.extend(emails)
-        return emails
+        return answers
+
+    def close(self) -> None:
+        for service in self.services:
+            service.stop()
+        for process in self.processes:
+            process.close()
 
     def describe_processes(self) -> str:
         return "\n\n".join(process.describe() for process in self.processes)
@@ -95,8 +109,7 @@ class Scenario:
 
         def settled() -> bool:
             deliveries = self.stack.smtp.deliveries()
-            backlog = self.stack.broker_backlog()
-            return all(deliveries[email] for email in self.emails) and not any(backlog.values())
+            return all(deliveries[email] for email in self.emails) and self.stack.email_backlog() == 0
 
         try:
             wait_for(settled, timeout, "emails still missing or messages still in the broker", interval=0.5)

@@ -3,10 +3,14 @@
 Built on the app tests' server (tests/app/fake_smtp.py). What it adds:
 - every `RCPT TO` is recorded with its time: each one is an attempt of a welcome-email task, so the
   time between two attempts for one recipient is the time until the task was delivered again;
-- `hold(recipient)` keeps the reply to that recipient's `RCPT TO` waiting until `unhold`. The task
-  is then stuck in the middle of its work (row lock taken, nothing delivered), which is the moment a
-  scenario kills or stops the worker. A message is only delivered after its `DATA`, so a worker
-  that dies while held has delivered nothing, as with a real mail server.
+- `hold(recipient)` keeps the reply to that recipient's `RCPT TO` waiting until `unhold`, sending
+  continuation lines ("250-...") every half second meanwhile, as a slow or tarpitting server does:
+  the client keeps receiving data, so its SMTP timeout never fires, and the session reads nothing
+  else the client sends (QUIT included) until then. The task is stuck in the middle of its work
+  (attempt recorded, row lock taken, nothing delivered), which is the moment a scenario kills or
+  stops the worker. A message is only delivered after its `DATA`, so a worker that dies while
+  held has delivered nothing, as with a real mail server;
+- `go_down()` / `come_back()` (from the app tests' server): connections are closed unanswered.
 """
 
 from __future__ import annotations
@@ -63,6 +67,9 @@ class HoldingSMTPServer(SMTPServer):
             self.messages.clear()
             self.attempts.clear()
             self.failures_left = 0
+            self.rejected_recipients.clear()
+            self.down = False
+            self.refused_connections = 0
 
     def record_attempt(self, recipient: str) -> threading.Event | None:
         """Record an attempt; returns the gate to wait for if the recipient is held."""
@@ -96,7 +103,7 @@ class HoldingSMTPSession(SMTPSession):
 
     def setup(self) -> None:
         super().setup()
-        self.rfile = _HoldingReader(self.rfile, self.server)
+        self.rfile = _HoldingReader(self.rfile, self)
 
     def reply(self, line: str) -> None:
         # A client killed while held has nobody left to answer.
@@ -107,9 +114,10 @@ class HoldingSMTPSession(SMTPSession):
 class _HoldingReader:
     """Feeds the session its client's lines, holding back a held recipient's RCPT TO."""
 
-    def __init__(self, lines, server: HoldingSMTPServer) -> None:
+    def __init__(self, lines, session: HoldingSMTPSession) -> None:
         self._lines = lines
-        self._server = server
+        self._session = session
+        self._server = session.server
 
     def __iter__(self) -> _HoldingReader:
         return self
@@ -120,5 +128,16 @@ class _HoldingReader:
             recipient = line[len(RCPT_PREFIX):].strip().strip(b"<>").decode(errors="replace").lower()
             gate = self._server.record_attempt(recipient)
             if gate is not None:
-                gate.wait()
+                self._trickle_until(gate)
         return line
+
+    def close(self) -> None:
+        self._lines.close()
+
+    def _trickle_until(self, gate: threading.Event) -> None:
+        while not gate.wait(0.5):
+            try:
+                self._session.wfile.write(b"250-still checking\r\n")
+                self._session.wfile.flush()
+            except OSError:  # the client is gone (its process was killed)
+                return

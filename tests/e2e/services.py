@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -118,8 +119,18 @@ class ThrowawayRedis:
         time.sleep(down_seconds)  # the outage itself: the point of the scenario, not a wait for state
         self.start()
 
+    def pause(self) -> None:
+        """Half-open, as during a failover: the kernel still accepts connections, nothing answers."""
+        assert self.process is not None
+        self.process.popen.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.process is not None
+        self.process.popen.send_signal(signal.SIGCONT)
+
     def stop(self) -> None:
         if self.process is not None:
+            self.process.popen.send_signal(signal.SIGCONT)  # a paused server cannot exit
             self.process.terminate()
             self.process = None
 

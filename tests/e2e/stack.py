@@ -12,12 +12,16 @@ Each process runs a container's command from the task definition, from `app/` (t
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Mapping
+import zlib
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,11 +40,11 @@ AWS_ONLY_VALUES = {
     app_contract.DJANGO_ALLOWED_HOSTS: "127.0.0.1,localhost",
 }
 SHORT_TIMINGS = {
-    # A task stopped at shutdown still waits for the SMTP timeout (EMAIL_TIMEOUT, 10 s) before its
+    # A task stopped at shutdown still waits for the SMTP timeout (EMAIL_TIMEOUT) before its
     # message goes back, so the soft limit must come later than that, as it does in production.
-    app_contract.CELERY_TASK_SOFT_TIME_LIMIT: "16",
-    # Closer to the soft limit than the SMTP timeout: a delivery that hangs is still cleaning up
-    # when the hard limit kills it (the runaway scenario). Production leaves 30 s.
+    app_contract.CELERY_TASK_SOFT_TIME_LIMIT: "14",
+    # More than EMAIL_TIMEOUT after the soft limit (a rule the settings check): a delivery stopped by
+    # the soft limit says QUIT and records its failure before the hard limit. Production: 30 s.
     app_contract.CELERY_TASK_TIME_LIMIT: "18",
     app_contract.CELERY_VISIBILITY_TIMEOUT: "20",
     # The worker turns its warm shutdown into a cold one 15 s before this: 2 s after SIGTERM, well
@@ -48,11 +52,33 @@ SHORT_TIMINGS = {
     app_contract.CELERY_WORKER_STOP_TIMEOUT: "17",
     app_contract.PERIODIC_HEARTBEAT_SECONDS: "2",
     app_contract.QUEUE_METRICS_INTERVAL_SECONDS: "1",
+    app_contract.EMAIL_TIMEOUT: "3",
+    # Retries of a failed delivery after 0.5-1, 1-2, 2-4, then 2-4 s (production: 30 s doubling up to
+    # 30 min, for 24 h).
+    app_contract.WELCOME_EMAIL_RETRY_BACKOFF_SECONDS: "1",
+    app_contract.WELCOME_EMAIL_RETRY_MAX_DELAY_SECONDS: "4",
+    app_contract.WELCOME_EMAIL_RETRY_WINDOW_SECONDS: "600",
+    # Beat runs the sweep every second; a signup the broker refused is swept after 3 s (30 s / 300 s).
+    app_contract.SIGNUP_SWEEP_SECONDS: "1",
+    app_contract.SIGNUP_REQUEUE_AFTER_SECONDS: "3",
 }
 # kombu's sweep for messages of dead workers runs this often (unacked_restore_interval, app settings).
 UNACKED_RESTORE_INTERVAL_SECONDS = 10
 STARTUP_TIMEOUT_SECONDS = 60
 HTTP_TIMEOUT_SECONDS = 10
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    seconds: float
+    body: str
+
+
+def client_address(email: str) -> str:
+    """A client address per email, from the benchmarking range 198.18.0.0/15 (never routed)."""
+    digest = zlib.crc32(email.encode())
+    return f"198.{18 + (digest >> 16) % 2}.{(digest >> 8) % 256}.{digest % 256}"
 
 
 @dataclass(frozen=True)
@@ -179,30 +205,32 @@ class AppStack:
             variables["GUNICORN_CMD_ARGS"] = f"--bind 127.0.0.1:{self.web_port}"
         return variables
 
-    def environment_for(self, spec: ContainerSpec) -> dict[str, str]:
+    def environment_for(self, spec: ContainerSpec, **overrides: str) -> dict[str, str]:
+        """The container's environment; `overrides` stand for a one-off change of a task definition."""
         secrets = self.secret_values()
         unknown_secrets = set(spec.secret_names) - set(secrets)
         assert not unknown_secrets, (
             f"{spec.family}/{spec.name} needs secrets the harness has no value for: {unknown_secrets}"
         )
-        overrides = {**AWS_ONLY_VALUES, **SHORT_TIMINGS}
+        replaced = {**AWS_ONLY_VALUES, **SHORT_TIMINGS}
         return {
             "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
             "HOME": str(self.log_dir),
             "LANG": "C.UTF-8",
             "PYTHONUNBUFFERED": "1",
             **spec.environment,
-            **{name: value for name, value in overrides.items() if name in spec.environment},
+            **{name: value for name, value in replaced.items() if name in spec.environment},
             **{name: secrets[name] for name in spec.secret_names},
             **self.boundary_variables(spec),
+            **overrides,
         }
 
     # --- processes ----------------------------------------------------------------------------
-    def start(self, spec: ContainerSpec, label: str | None = None) -> Container:
+    def start(self, spec: ContainerSpec, label: str | None = None, **overrides: str) -> Container:
         label = label or spec.role
         self._labels[label] = self._labels.get(label, 0) + 1
         unique_label = f"{label}-{self._labels[label]}"
-        process = Container(unique_label, spec, self.environment_for(spec), self.log_dir)
+        process = Container(unique_label, spec, self.environment_for(spec, **overrides), self.log_dir)
         self.processes.append(process)
         return process
 
@@ -220,10 +248,19 @@ class AppStack:
         assert web.is_running(), web.describe()
         return web
 
-    def start_worker(self) -> Container:
-        worker = self.start(self.worker_spec())
+    def start_worker(self, **overrides: str) -> Container:
+        worker = self.start(self.worker_spec(), **overrides)
         worker.wait_for_log("ready.")
         return worker
+
+    def run_command(self, *arguments: str, timeout: float = STARTUP_TIMEOUT_SECONDS) -> Container:
+        """A one-off `manage.py` task (infra.ops): the migrate task definition, another command."""
+        command = ("python", "manage.py", *arguments)
+        spec = dataclasses.replace(self.containers.one("migrate"), command=command)
+        one_off = self.start(spec, label="one-off")
+        code = one_off.popen.wait(timeout)
+        assert code == 0, f"manage.py {' '.join(arguments)} failed; {one_off.describe()}"
+        return one_off
 
     def worker_spec(self) -> ContainerSpec:
         """The worker pool that serves the email queue (the one the scenarios exercise)."""
@@ -257,18 +294,25 @@ class AppStack:
                 return None
             raise
 
-    def sign_up(self, emails: list[str], parallel: int = 8) -> None:
-        """POST each signup to the API; every one must be accepted (202)."""
+    def sign_up(
+        self, emails: list[str], parallel: int = 8, accepted: tuple[int, ...] = (202,)
+    ) -> list[Answer]:
+        """POST each signup to the API, each from its own client address; all must be `accepted`."""
         with requests.Session() as session, ThreadPoolExecutor(parallel) as pool:
-            responses = list(pool.map(lambda email: self._post_signup(session, email), emails))
-        refused = [(email, status, body) for email, (status, body) in zip(emails, responses, strict=True)
-                   if status != 202]
+            answers = list(pool.map(lambda email: self.post_signup(session, email), emails))
+        refused = [(email, answer) for email, answer in zip(emails, answers, strict=True)
+                   if answer.status not in accepted]
         assert not refused, f"{len(refused)} of {len(emails)} signups were not accepted, e.g. {refused[:3]}"
+        return answers
 
-    def _post_signup(self, session: requests.Session, email: str) -> tuple[int, str]:
+    def post_signup(self, session: requests.Session, email: str, client: str | None = None) -> Answer:
+        """POST one signup as the load balancer forwards it: X-Forwarded-For ends with the client's
+        address (by default one per address signed up, as many users behind one ALB)."""
+        client = client or client_address(email)
+        started = time.monotonic()
         response = session.post(f"{self.base_url}/api/signups", json={"email": email},
-                                timeout=HTTP_TIMEOUT_SECONDS)
-        return response.status_code, response.text[:300]
+                                headers={"X-Forwarded-For": client}, timeout=HTTP_TIMEOUT_SECONDS)
+        return Answer(response.status_code, time.monotonic() - started, response.text[:300])
 
     # --- observable state -----------------------------------------------------------------------
     def signup_statuses(self) -> dict[str, str]:
@@ -288,6 +332,12 @@ class AppStack:
         backlog["unacked"] = client.hlen("unacked")
         return backlog
 
+    def email_backlog(self) -> int:
+        """Welcome-email messages waiting or in flight (Beat's periodic messages left out)."""
+        client = self.redis.client()
+        in_flight = [json.loads(entry)[2] for entry in client.hvals("unacked")]
+        return client.llen(app_contract.EMAIL_QUEUE) + in_flight.count(app_contract.EMAIL_QUEUE)
+
     def reset(self) -> None:
         """Start a scenario from nothing: no rows, no messages, no recorded mail."""
         assert not any(p.is_running() and p.spec.role == "worker" for p in self.processes), (
@@ -297,3 +347,31 @@ class AppStack:
         with self.postgres.connect() as connection:
             connection.execute("TRUNCATE signups_signup, signups_periodicrun")
         self.smtp.reset()
+
+
+class Service:
+    """An ECS service keeping one task of a role running.
+
+    When the task's essential container exits (a crash, an OOM kill, Beat giving up), the service
+    scheduler starts a replacement after a short delay; `replacements` counts them.
+    """
+
+    def __init__(self, start: Callable[[], Container], restart_delay: float = 1.0) -> None:
+        self._start = start
+        self.restart_delay = restart_delay
+        self.task = start()
+        self.replacements = 0
+        self._stopped = threading.Event()
+        self._watcher = threading.Thread(target=self._keep_running, daemon=True)
+        self._watcher.start()
+
+    def _keep_running(self) -> None:
+        while not self._stopped.wait(0.2):
+            if not self.task.is_running() and not self._stopped.wait(self.restart_delay):
+                self.task = self._start()
+                self.replacements += 1
+
+    def stop(self) -> None:
+        """Stop replacing tasks (scaling the service to zero); the tasks themselves stay."""
+        self._stopped.set()
+        self._watcher.join(5)

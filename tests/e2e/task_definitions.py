@@ -17,6 +17,7 @@ from infra import app_contract
 from testkit.program import run_program
 
 TASK_DEFINITION = "aws:ecs/taskDefinition:TaskDefinition"
+ONE_OFF = "one-off"
 
 
 @dataclass(frozen=True)
@@ -44,12 +45,14 @@ class ContainerSpec:
         return set(self.environment) | set(self.secret_names)
 
     @property
-    def role(self) -> app_contract.Role:
-        """What the command runs: web, worker, beat, migrate or queue-metrics."""
+    def role(self) -> str:
+        """web, worker, beat, migrate, queue-metrics, or one-off: what the command runs."""
         try:
             return app_contract.role_of(self.command)
-        except ValueError as error:
-            raise AssertionError(f"container {self.name} of {self.family}: {error}") from None
+        except ValueError:
+            if list(self.command[:2]) == ["python", "manage.py"]:
+                return ONE_OFF  # another manage.py command on a task definition (infra.ops)
+            raise AssertionError(f"container {self.name} of {self.family} runs an unknown command") from None
 
     def option(self, flag: str) -> str:
         """The value following `flag` in the command, e.g. --queues."""

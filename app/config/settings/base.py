@@ -14,6 +14,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from config.settings.media import default_storage, media_root
 from core.logging import JSON_FORMATTER
+from core.settings_checks import check_settings
 
 env = environ.Env()
 
@@ -33,6 +34,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "core",
+    "django_ratelimit",
     "signups",
     "queuemetrics",
     "attachments",
@@ -43,6 +45,8 @@ MIDDLEWARE = [
     # answered before host validation and the HTTPS redirect.
     "core.middleware.LivenessMiddleware",
     "core.middleware.RequestIdMiddleware",
+    # Every answer under /api/ is JSON, errors and outages included (503 + Retry-After).
+    "core.middleware.ApiErrorMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -109,8 +113,8 @@ ATTACHMENT_MAX_BYTES = 10 * 1024 * 1024
 # Without it, messages are written to the log, which is enough to try the product.
 vars().update(env.email_url("EMAIL_URL", default="consolemail://"))
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="no-reply@example.com")
-# Seconds per SMTP operation. Also bounds how long a worker that cancels a delivery at shutdown
-# still waits for the mail server, so it must stay below CELERY_WORKER_COLD_SHUTDOWN_MARGIN.
+# Seconds per SMTP operation. Also bounds how long a delivery stopped by the soft time limit or a
+# worker shutdown still waits for the mail server (see core.settings_checks).
 EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=10)
 
 
@@ -157,16 +161,16 @@ CELERY_WORKER_STOP_TIMEOUT = env.int("CELERY_WORKER_STOP_TIMEOUT", default=120)
 # Seconds before that deadline at which a stopping worker gives up waiting for its running tasks and
 # puts them back on the queue (cold shutdown), so they are restored before the SIGKILL.
 CELERY_WORKER_COLD_SHUTDOWN_MARGIN = 15
-# Retries of the welcome email (signups.tasks). A retry is a countdown held by a worker, and one
-# longer than the visibility timeout is delivered a second time, so the longest must stay below it.
-# Failed deliveries (SMTP errors, the soft time limit) back off exponentially: 2, 4, 8 s, with jitter.
-WELCOME_EMAIL_MAX_DELIVERY_ATTEMPTS = 4
-WELCOME_EMAIL_RETRY_BACKOFF = 2
-WELCOME_EMAIL_LONGEST_DELIVERY_DELAY = (
-    WELCOME_EMAIL_RETRY_BACKOFF * 2 ** (WELCOME_EMAIL_MAX_DELIVERY_ATTEMPTS - 2)
-)
+# Failed deliveries of the welcome email (mail server down, 4xx replies, timeouts) are retried with
+# capped exponential backoff for a window of hours; only a permanent rejection (5xx) or the end of the
+# window ends them. Waits that long must not be broker countdowns (a countdown longer than the
+# visibility timeout is delivered twice), so the next attempt is stored in the signup's row and the
+# periodic sweep publishes it when it falls due (signups.tasks).
+WELCOME_EMAIL_RETRY_WINDOW_SECONDS = env.int("WELCOME_EMAIL_RETRY_WINDOW_SECONDS", default=24 * 3600)
+WELCOME_EMAIL_RETRY_BACKOFF_SECONDS = env.int("WELCOME_EMAIL_RETRY_BACKOFF_SECONDS", default=30)
+WELCOME_EMAIL_RETRY_MAX_DELAY_SECONDS = env.int("WELCOME_EMAIL_RETRY_MAX_DELAY_SECONDS", default=1800)
 # An unreachable database (restart, RDS failover of 60-120 s) is retried every few seconds for
-# 3 minutes; these retries are not delivery attempts.
+# 3 minutes; these short countdowns are not delivery attempts.
 WELCOME_EMAIL_DATABASE_RETRY_DELAY = 5
 WELCOME_EMAIL_MAX_DATABASE_RETRIES = 36
 # Celery's Django fixup closes the database connection around every task unless this is set, so a
@@ -174,30 +178,6 @@ WELCOME_EMAIL_MAX_DATABASE_RETRIES = 36
 # apply. With it, core.celery_lifecycle applies CONN_MAX_AGE / CONN_HEALTH_CHECKS around each task,
 # as Django does around each request (bench/pipeline.py measured 1.75-2.5x throughput on short tasks).
 CELERY_DB_REUSE_MAX = 1000
-
-if not CELERY_TASK_SOFT_TIME_LIMIT < CELERY_TASK_TIME_LIMIT < CELERY_VISIBILITY_TIMEOUT:
-    raise ImproperlyConfigured(
-        "Celery time limits must satisfy CELERY_TASK_SOFT_TIME_LIMIT < CELERY_TASK_TIME_LIMIT < "
-        f"CELERY_VISIBILITY_TIMEOUT, got {CELERY_TASK_SOFT_TIME_LIMIT} / {CELERY_TASK_TIME_LIMIT} / "
-        f"{CELERY_VISIBILITY_TIMEOUT}: a task still running after the visibility timeout is delivered "
-        "a second time"
-    )
-_longest_retry_delay = max(WELCOME_EMAIL_LONGEST_DELIVERY_DELAY, WELCOME_EMAIL_DATABASE_RETRY_DELAY)
-if not _longest_retry_delay < CELERY_VISIBILITY_TIMEOUT:
-    raise ImproperlyConfigured(
-        f"CELERY_VISIBILITY_TIMEOUT ({CELERY_VISIBILITY_TIMEOUT}) must exceed the longest retry delay "
-        f"({_longest_retry_delay}), or delayed retries are delivered twice"
-    )
-if EMAIL_TIMEOUT >= CELERY_WORKER_COLD_SHUTDOWN_MARGIN:
-    raise ImproperlyConfigured(
-        f"EMAIL_TIMEOUT ({EMAIL_TIMEOUT}) must be below {CELERY_WORKER_COLD_SHUTDOWN_MARGIN} seconds, "
-        "or a worker stopping during a delivery can overrun the ECS stop timeout"
-    )
-if CELERY_WORKER_STOP_TIMEOUT <= CELERY_WORKER_COLD_SHUTDOWN_MARGIN:
-    raise ImproperlyConfigured(
-        f"CELERY_WORKER_STOP_TIMEOUT must be more than {CELERY_WORKER_COLD_SHUTDOWN_MARGIN} seconds, "
-        f"got {CELERY_WORKER_STOP_TIMEOUT}"
-    )
 
 CELERY_BROKER_URL = REDIS_URL
 CELERY_RESULT_BACKEND = REDIS_URL
@@ -256,6 +236,23 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_TASK_DEFAULT_QUEUE = CELERY_DEFAULT_QUEUE_NAME
 CELERY_TASK_ROUTES = {"signups.tasks.send_welcome_email": {"queue": CELERY_EMAIL_QUEUE_NAME}}
 
+# Publishing from a request or a sweep waits under 2 s whatever state Redis is in (refusing,
+# half-open during a failover, slow): short socket timeouts, no redis-py retry, one kombu retry. After
+# a failed publish, the process skips publishing for a few seconds, so a broker outage cannot tie up
+# every web thread; the signup is kept and the sweep publishes it (core.broker).
+BROKER_PUBLISH_TRANSPORT_OPTIONS = {
+    "socket_connect_timeout": 0.4,
+    "socket_timeout": 0.4,
+    "retry_on_timeout": False,
+}
+BROKER_PUBLISH_RETRY_POLICY = {
+    "max_retries": 1,
+    "interval_start": 0.1,
+    "interval_step": 0,
+    "interval_max": 0.1,
+}
+BROKER_PUBLISH_COOL_DOWN_SECONDS = 5
+
 # Beat: a lock in Redis keeps a second Beat from firing; the schedule lives in Redis, not on disk.
 CELERY_BEAT_SCHEDULER = "core.beat:HeartbeatRedBeatScheduler"
 CELERY_BEAT_MAX_LOOP_INTERVAL = 5
@@ -274,8 +271,10 @@ CELERY_REDBEAT_REDIS_OPTIONS = {
 CELERY_REDBEAT_LOCK_TIMEOUT = 20
 
 PERIODIC_HEARTBEAT_SECONDS = env.int("PERIODIC_HEARTBEAT_SECONDS", default=60)
-# Signups still `queued` after this long (e.g. the broker was down at enqueue time) are enqueued again.
-SIGNUP_REQUEUE_AFTER_SECONDS = 300
+# The sweep publishes welcome emails that are due: retries whose time has come, signups the broker
+# refused at enqueue time (once they are this old), and messages lost in a Redis failover.
+SIGNUP_SWEEP_SECONDS = env.int("SIGNUP_SWEEP_SECONDS", default=30)
+SIGNUP_REQUEUE_AFTER_SECONDS = env.int("SIGNUP_REQUEUE_AFTER_SECONDS", default=300)
 CELERY_BEAT_SCHEDULE = {
     "record-heartbeat": {
         "task": "signups.tasks.record_heartbeat",
@@ -283,8 +282,34 @@ CELERY_BEAT_SCHEDULE = {
     },
     "requeue-stale-signups": {
         "task": "signups.tasks.requeue_stale_signups",
-        "schedule": 60,
+        "schedule": SIGNUP_SWEEP_SECONDS,
     },
+}
+# Application gauges the queue-metrics publisher sends with the queue metrics (queuemetrics.schema).
+QUEUE_METRICS_APP_READERS = ["signups.metrics.welcome_email_gauges"]
+
+# --- Abuse: signups per client address (django-ratelimit over the Redis cache) -----------------
+SIGNUP_RATE_LIMIT = env.str("SIGNUP_RATE_LIMIT", default="10/m")
+# The client address is the hop the ALB appends to X-Forwarded-For (core.client).
+RATELIMIT_IP_META_KEY = "core.client.client_ip"
+# Fail open: with Redis down the cache cannot count, and the publish fails fast anyway (503, the
+# signup kept for the sweep). Refusing every signup instead would turn a cache outage into a signup
+# outage. django-redis returns nothing instead of raising when IGNORE_EXCEPTIONS is on, which is
+# what django-ratelimit reads as "the cache failed".
+RATELIMIT_FAIL_OPEN = True
+CACHES = {
+    "default": {
+        "BACKEND": "django_redis.cache.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": "cache",
+        "OPTIONS": {
+            # A rate-limit lookup must not hold a request when Redis is half-open.
+            "SOCKET_CONNECT_TIMEOUT": 0.1,
+            "SOCKET_TIMEOUT": 0.1,
+            "IGNORE_EXCEPTIONS": True,
+            "CONNECTION_POOL_KWARGS": {**(REDIS_SSL_OPTIONS or {}), "retry_on_timeout": False},
+        },
+    }
 }
 
 # Files whose age the container health checks read (infra/app_contract.py).
@@ -297,7 +322,10 @@ LOG_LEVEL = env.str("LOG_LEVEL", default="INFO").upper()
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"context": {"()": "core.logging.ContextFilter"}},
+    "filters": {
+        "context": {"()": "core.logging.ContextFilter"},
+        "rejected_host": {"()": "core.logging.RejectedHostFilter"},
+    },
     "formatters": {"json": JSON_FORMATTER},
     "handlers": {
         "stdout": {
@@ -311,5 +339,11 @@ LOGGING = {
     "loggers": {
         # Django's request logger repeats what the access log and our own error logs already say.
         "django.server": {"level": "WARNING"},
+        # A request for a host we do not serve is the client's mistake (or a scanner), not ours.
+        "django.security.DisallowedHost": {"filters": ["rejected_host"]},
+        # billiard (Celery's process pool) logs here without propagating, e.g. a pool process killed
+        # at the hard time limit; with no handler of its own Python would print it as plain text.
+        "multiprocessing": {"handlers": ["stdout"], "level": "WARNING", "propagate": False},
     },
 }
+check_settings(vars())

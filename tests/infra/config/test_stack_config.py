@@ -239,6 +239,22 @@ def test_stack_specific_values_override_defaults() -> None:
         ({"workerPool": "[]"}, "workerPool", "no such key; did you mean workerPools? known keys:"),
         ({"webMinCont": 2}, "webMinCont", "no such key; did you mean webMinCount?"),
         (
+            {"welcomeEmailRetryBackoffSeconds": 60, "welcomeEmailRetryMaxDelaySeconds": 30},
+            "welcomeEmailRetryMaxDelaySeconds",
+            "at least welcomeEmailRetryBackoffSeconds (60)",
+        ),
+        (
+            {"welcomeEmailRetryMaxDelaySeconds": 3600, "welcomeEmailRetryWindowSeconds": 1800},
+            "welcomeEmailRetryWindowSeconds",
+            "at least welcomeEmailRetryMaxDelaySeconds (3600)",
+        ),
+        (
+            {"taskSoftTimeLimitSeconds": 295},
+            "emailTimeoutSeconds",
+            "less than taskTimeLimitSeconds - taskSoftTimeLimitSeconds (5 s)",
+        ),
+        ({"signupRateLimit": "ten per minute"}, "signupRateLimit", "a count per period, e.g. 10/m"),
+        (
             {"ephemeral": True, "protectResources": True},
             "protectResources",
             "allowed: false in an ephemeral stack",

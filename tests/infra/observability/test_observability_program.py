@@ -60,7 +60,10 @@ WAF_DIMENSIONS = {
     (WAF_NAMESPACE, name): {"WebACL", "Region", "Rule"}
     for name in ("AllowedRequests", "BlockedRequests", "CountedRequests")
 }
-QUEUE_METRICS = {metric.name: metric for metric in (*schema.QUEUE_METRICS, *schema.POOL_METRICS)}
+# Every metric the publisher writes: per queue, per pool, and the app's own (no dimension).
+QUEUE_METRICS = {
+    metric.name: metric for metric in (*schema.QUEUE_METRICS, *schema.POOL_METRICS, *schema.APP_METRICS)
+}
 
 # Config values unlike any default, to see each threshold follow its key.
 OVERRIDES = {
@@ -370,3 +373,20 @@ def _identifiers(expression: str) -> set[str]:
     words = "".join(char if char.isalnum() or char == "_" else " " for char in expression).split()
     functions = {"IF", "FILL", "SUM", "MAX", "MIN", "ABS", "AVG"}
     return {word for word in words if word not in functions and not word[0].isdigit()}
+
+
+@pytest.mark.parametrize("run_name", STACKS)
+def test_welcome_emails_that_failed_for_good_reach_people(run_name: str, request) -> None:
+    run: ProgramRun = request.getfixturevalue(run_name)
+    topic = run.outputs["alarmTopicArn"]
+    failed = observability_alarm(run, "welcome-emails-failed")
+    [query] = failed["metricQueries"]
+    assert query["metric"]["metricName"] == schema.WELCOME_EMAILS_FAILED.name
+    assert query["metric"]["namespace"] == run.outputs["queueMetricsNamespace"]
+    assert (failed["comparisonOperator"], failed["threshold"]) == ("GreaterThanThreshold", 0)
+    assert failed["alarmActions"] == [topic], "one failure is enough to tell people"
+    refusing = observability_alarm(run, "mail-server-refusing")
+    [query] = refusing["metricQueries"]
+    assert query["metric"]["metricName"] == schema.WELCOME_EMAILS_RETRYING.name
+    watched = refusing["evaluationPeriods"] * query["metric"]["period"]
+    assert watched == 30 * 60, "a mail server refusing for half an hour, not one bounced attempt"

@@ -5,9 +5,16 @@ then finds nothing left to apply. `lock_timeout` makes a migration that waits be
 transaction fail fast instead of queueing every query of the live site behind its ALTER TABLE.
 """
 
+import logging
+import sys
+
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import connection
+
+from core.logging import JsonLineStream
+
+logger = logging.getLogger(__name__)
 
 # Any constant bigint works; it only has to be the same for every run of this command.
 MIGRATION_LOCK_ID = 7_246_553_081
@@ -33,13 +40,14 @@ class Command(BaseCommand):
     def handle(self, *args: object, interactive: bool, lock_timeout: str, **options: object) -> None:
         verbosity = int(options["verbosity"])  # type: ignore[call-overload]
         with connection.cursor() as cursor:
-            if verbosity:
-                self.stdout.write("Waiting for the migration lock...")
+            logger.info("waiting for the migration lock")
             # Taken before lock_timeout is set: waiting for another migrate run is expected.
             cursor.execute("SELECT pg_advisory_lock(%s)", [MIGRATION_LOCK_ID])
             try:
                 cursor.execute("SELECT set_config('lock_timeout', %s, false)", [lock_timeout])
-                call_command("migrate", interactive=interactive, verbosity=verbosity)
+                # The migrate role prints JSON lines like every other role.
+                output = JsonLineStream(sys.stdout, "django.migrate")
+                call_command("migrate", interactive=interactive, verbosity=verbosity, stdout=output)
             finally:
                 cursor.execute("SELECT set_config('lock_timeout', '0', false)")
                 cursor.execute("SELECT pg_advisory_unlock(%s)", [MIGRATION_LOCK_ID])

@@ -6,6 +6,7 @@ that backlog, and would never run while a pool has zero workers.
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import threading
@@ -16,10 +17,14 @@ from typing import Any
 import boto3
 import redis
 from botocore.config import Config
+from django.conf import settings as django_settings
 from django.core.management.base import BaseCommand, CommandError
+from django.utils.module_loading import import_string
 
 from queuemetrics import schema
-from queuemetrics.publisher import BrokerLayout, QueueMetricsPublisher, run
+from queuemetrics.publisher import BrokerLayout, PublishTarget, QueueMetricsPublisher, run
+
+logger = logging.getLogger(__name__)
 
 # Variable names of the app/infra contract (infra/app_contract.py; a test keeps them equal).
 NAMESPACE_VARIABLE = "QUEUE_METRICS_NAMESPACE"
@@ -114,10 +119,9 @@ class Command(BaseCommand):
             ),
             cloudwatch=boto3.client("cloudwatch", region_name=settings.region, config=_AWS_CONFIG),
             ecs=boto3.client("ecs", region_name=settings.region, config=_AWS_CONFIG),
-            namespace=settings.namespace,
-            cluster=settings.cluster,
-            pools=settings.pools,
+            target=PublishTarget(settings.namespace, settings.cluster, tuple(settings.pools)),
             layout=BrokerLayout.from_transport_options(celery_app.conf.broker_transport_options or {}),
+            gauge_readers=[import_string(path) for path in django_settings.QUEUE_METRICS_APP_READERS],
         )
         if once:
             self.stdout.write(publisher.publish_once().value)
@@ -125,8 +129,9 @@ class Command(BaseCommand):
         stop = threading.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: stop.set())
-        self.stdout.write(
-            f"publishing queue metrics to {settings.namespace} every {settings.interval_seconds:g} s"
+        # Logged, not printed: every line a long-running role prints is JSON.
+        logger.info(
+            "publishing queue metrics to %s every %g s", settings.namespace, settings.interval_seconds
         )
         run(publisher, settings.interval_seconds, stop)
-        self.stdout.write("queue metrics publisher stopped")
+        logger.info("queue metrics publisher stopped")
