@@ -47,7 +47,7 @@ from psycopg import sql
 from bench import noop_app
 from bench.report import REPO_ROOT, argument_parser, describe_machine, machine_facts, table, write_results
 from infra import app_contract
-from tests.app.app_processes import (
+from testkit.processes import (
     APP_DIR,
     AppProcess,
     RedisServer,
@@ -56,7 +56,7 @@ from tests.app.app_processes import (
     start_web,
     wait_for,
 )
-from tests.app.fake_smtp import SMTPServer
+from testkit.smtp import SMTPServer
 
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/bench"
 SIGNUP_TABLE = "signups_signup"

@@ -6,10 +6,10 @@ from collections.abc import Iterator
 
 import pytest
 import redis
-from app_processes import django_database_url
-from fake_smtp import SMTPServer
 
 from infra import app_contract
+from testkit.processes import django_database_url
+from testkit.smtp import SMTPServer
 
 
 @pytest.fixture

@@ -8,13 +8,13 @@ import uuid
 from datetime import timedelta
 
 import pytest
-from app_processes import wait_for
 from django.db import connection
 from django.utils import timezone
-from fake_smtp import SMTPServer
 
 from signups.models import Signup
 from signups.tasks import retry_delay, send_welcome_email
+from testkit.processes import wait_for
+from testkit.smtp import SMTPServer
 
 pytestmark = pytest.mark.django_db
 

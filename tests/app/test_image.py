@@ -8,11 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from app_processes import APP_DIR, REPO_ROOT
 from packaging.utils import canonicalize_name
 
 from dockerkit import lock
 from infra import app_contract
+from testkit.processes import APP_DIR, REPO_ROOT
 
 DOCKERFILE = APP_DIR / "Dockerfile"
 HADOLINT = Path(sys.executable).parent / "hadolint"

@@ -17,10 +17,10 @@ from collections.abc import Iterator
 import boto3
 import pytest
 import requests
-from app_processes import APP_DIR, AppProcess, container_env, django_database_url, free_port, start_web
 from moto.server import ThreadedMotoServer
 
 from infra import app_contract
+from testkit.processes import APP_DIR, AppProcess, container_env, django_database_url, free_port, start_web
 
 APP_HOST = "app.example.com"
 BUCKET = "djcelery-e2e-media-5f3a9c"

@@ -9,9 +9,9 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
-from app_processes import APP_DIR, AppProcess, container_env, django_database_url
 
 from infra import app_contract
+from testkit.processes import APP_DIR, AppProcess, container_env, django_database_url
 
 
 @pytest.fixture

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 import redis
-from app_processes import AppProcess, RedisServer, container_env, start_beat, start_worker, wait_for
 from django.utils import timezone
 
 from infra import app_contract
 from signups.models import PeriodicRun, Signup
 from signups.tasks import requeue_stale_signups
+from testkit.processes import AppProcess, RedisServer, container_env, start_beat, start_worker, wait_for
 
 HEARTBEAT_TASK = "signups.tasks.record_heartbeat"
 INTERVAL_SECONDS = 2

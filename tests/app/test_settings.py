@@ -9,11 +9,11 @@ import sys
 from types import SimpleNamespace
 
 import pytest
-from app_processes import APP_DIR, container_env
 from celery import Celery
 from django.core.exceptions import ImproperlyConfigured
 
 from infra import app_contract
+from testkit.processes import APP_DIR, container_env
 
 TLS_REDIS_URL = "rediss://:token@cache.example.com:6379/0?ssl_cert_reqs=required"
 SHORT_LIMITS = {

@@ -9,12 +9,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from app_processes import AppProcess, container_env, start_worker, wait_for
 from django.test import Client
-from fake_smtp import SMTPServer
 
 from infra import app_contract
 from signups.models import Signup
+from testkit.processes import AppProcess, container_env, start_worker, wait_for
+from testkit.smtp import SMTPServer
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from tests.app.app_processes import wait_for
+from testkit.processes import wait_for
 from tests.e2e.stack import Answer, AppStack, Container, Service
 
 

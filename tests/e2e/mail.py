@@ -1,6 +1,6 @@
 """The side-effect boundary: a real SMTP server that records deliveries and can hold a recipient.
 
-Built on the app tests' server (tests/app/fake_smtp.py). What it adds:
+Built on the app tests' server (testkit/smtp.py). What it adds:
 - every `RCPT TO` is recorded with its time: each one is an attempt of a welcome-email task, so the
   time between two attempts for one recipient is the time until the task was delivered again;
 - `hold(recipient)` keeps the reply to that recipient's `RCPT TO` waiting until `unhold`, sending
@@ -21,7 +21,7 @@ import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 
-from tests.app.fake_smtp import SMTPServer, SMTPSession
+from testkit.smtp import SMTPServer, SMTPSession
 
 RCPT_PREFIX = b"RCPT TO:"
 

@@ -21,7 +21,7 @@ from typing import Protocol, TypeVar
 import psycopg
 import redis
 
-from tests.app.app_processes import free_port, port_open, wait_for
+from testkit.processes import free_port, port_open, wait_for
 
 T = TypeVar("T")
 

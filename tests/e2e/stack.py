@@ -29,7 +29,7 @@ from pathlib import Path
 import requests
 
 from infra import app_contract
-from tests.app.app_processes import APP_DIR, free_port
+from testkit.processes import APP_DIR, free_port
 from tests.e2e.mail import HoldingSMTPServer
 from tests.e2e.services import ThrowawayPostgres, ThrowawayRedis, wait_until
 from tests.e2e.task_definitions import ContainerSpec, StackContainers

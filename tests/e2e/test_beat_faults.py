@@ -15,7 +15,7 @@ from datetime import datetime
 import pytest
 
 from infra import app_contract
-from tests.app.app_processes import wait_for
+from testkit.processes import wait_for
 from tests.e2e.ledger import Scenario, ScenarioResult
 from tests.e2e.services import wait_until
 from tests.e2e.stack import SHORT_TIMINGS, AppStack

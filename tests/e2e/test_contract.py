@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from infra import app_contract
-from tests.app.app_processes import APP_DIR
+from testkit.processes import APP_DIR
 from tests.e2e.stack import AWS_ONLY_VALUES, SHORT_TIMINGS
 from tests.e2e.task_definitions import ContainerSpec, stack_containers
 

@@ -14,7 +14,7 @@ import boto3
 import pytest
 
 from infra import app_contract
-from tests.app.app_processes import wait_for
+from testkit.processes import wait_for
 from tests.e2e.ledger import Scenario
 from tests.e2e.services import wait_until
 from tests.e2e.stack import SHORT_TIMINGS, UNACKED_RESTORE_INTERVAL_SECONDS, AppStack, Container

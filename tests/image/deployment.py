@@ -23,7 +23,7 @@ import requests
 from dockerkit.ecs_run import docker_run_arguments
 from dockerkit.engine import PrivateEngine
 from infra import app_contract
-from tests.app.app_processes import free_port, wait_for
+from testkit.processes import free_port, wait_for
 from tests.e2e.stack import AWS_ONLY_VALUES
 from tests.e2e.task_definitions import ContainerSpec, StackContainers
 

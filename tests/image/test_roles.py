@@ -16,8 +16,8 @@ import pytest
 import redis
 
 from infra import app_contract
-from tests.app.app_processes import wait_for
-from tests.app.fake_smtp import SMTPServer
+from testkit.processes import wait_for
+from testkit.smtp import SMTPServer
 from tests.image.deployment import (
     POLL_SECONDS,
     Deployment,

@@ -8,8 +8,8 @@ import pytest
 import redis
 
 from infra import app_contract
-from tests.app.app_processes import wait_for
-from tests.app.fake_smtp import SMTPServer
+from testkit.processes import wait_for
+from testkit.smtp import SMTPServer
 from tests.image.deployment import Deployment, Web, email_worker, post_signup
 
 pytestmark = pytest.mark.image

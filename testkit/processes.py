@@ -1,4 +1,4 @@
-"""Real processes for app tests: gunicorn, celery worker and beat, a throwaway redis-server.
+"""Real app processes for tests and benchmarks: gunicorn, celery worker and beat, a throwaway redis-server.
 
 Every process runs a role command from infra/app_contract.py, from app/, with the environment a
 container gets. Output goes to a log file that failing assertions print. Nothing here sleeps
@@ -22,7 +22,7 @@ from urllib.parse import quote
 
 from infra import app_contract
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[1]
 APP_DIR = REPO_ROOT / "app"
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 
@@ -44,7 +44,8 @@ def wait_for(condition: Callable[[], T | None], timeout: float, message: str, in
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        port: int = sock.getsockname()[1]
+        return port
 
 
 def django_database_url(settings_dict: Mapping[str, object]) -> str:
