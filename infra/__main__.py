@@ -19,16 +19,13 @@ from infra.image.image import AppImage, AppImageArgs
 from infra.naming import Cloud, StackNames
 from infra.network.network import Network, NetworkArgs
 from infra.observability.observability import Observability, ObservabilityArgs, WatchedResources
-from infra.release.record import consumed_queues, operations
-from infra.release.release import Release, ReleaseArgs
+from infra.release.release import Release, release_args
 from infra.services import containers, roles
 from infra.services.app_services import AppServices, AppServicesArgs
 from infra.services.cluster import Cluster, ClusterArgs
 from infra.services.fargate import FargateTask, FargateTaskArgs, Placement
 from infra.storage.bucket import MediaBucket, MediaBucketArgs
 from infra.web.load_balancer import WebLoadBalancer, WebLoadBalancerArgs
-
-WEB_ROLLOUT_TIMEOUT_SECONDS = 10 * 60
 
 config = load_stack_config()
 names = StackNames(pulumi.get_project(), pulumi.get_stack())
@@ -44,19 +41,7 @@ protect = config.protect_resources
 
 # --- The stack's KMS key (optional) and the media bucket -----------------------------------------
 key = (
-    DataKey(
-        "data-key",
-        DataKeyArgs(
-            f"alias/{names.prefix}",
-            cloud.region,
-            cloud.account_id,
-            # The log groups of the tasks, the ECS Exec sessions and the database (restores included).
-            [f"/ecs/{names.prefix}/*", f"/aws/rds/instance/{names.database}*"],
-            ephemeral=config.ephemeral,
-            protect=protect,
-        ),
-        aws_only,
-    )
+    DataKey("data-key", DataKeyArgs.for_stack(names, cloud, config.ephemeral, protect), aws_only)
     if config.encryption.customer_managed_key
     else None
 )
@@ -148,20 +133,7 @@ migrate = FargateTask(
 )
 release = Release(
     "release",
-    ReleaseArgs(
-        placement,
-        migrate.task_definition_arn,
-        image.image_ref,
-        migrate.log_group_name,
-        cloud.region,
-        timeout_seconds=config.release.migrate_timeout_seconds,
-        depends_on=[*task_prerequisites, migrate],
-        consumed_queues=consumed_queues(config),
-        force=config.release.force,
-        image_source=image.source,
-        image_tag=image.tag,
-        operations=operations(config),
-    ),
+    release_args(config, placement, migrate, image, cloud.region, [*task_prerequisites, migrate]),
     aws_only,
 )
 

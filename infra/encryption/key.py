@@ -23,6 +23,7 @@ import pulumi
 import pulumi_aws as aws
 
 from infra import iam
+from infra.naming import Cloud, StackNames
 
 # KMS accepts 7 to 30 days; 30 (the longest) where the key outlives the stack, 7 for ephemeral stacks.
 DELETION_WINDOW_DAYS = 30
@@ -81,6 +82,12 @@ class DataKeyArgs:
     log_group_names: Sequence[str]  # the stack's log groups (may end in *), which CloudWatch Logs encrypts
     ephemeral: bool  # scheduled for deletion with the stack; otherwise left behind by a destroy
     protect: bool  # Pulumi `protect` (Security Hub KMS.3: a key must not be scheduled for deletion)
+
+    @classmethod
+    def for_stack(cls, names: StackNames, cloud: Cloud, ephemeral: bool, protect: bool) -> DataKeyArgs:
+        # The log groups of the tasks, the ECS Exec sessions and the database (restores included).
+        log_groups = [f"/ecs/{names.prefix}/*", f"/aws/rds/instance/{names.database}*"]
+        return cls(f"alias/{names.prefix}", cloud.region, cloud.account_id, log_groups, ephemeral, protect)
 
 
 class DataKey(pulumi.ComponentResource):

@@ -19,10 +19,12 @@ from typing import Any
 import pulumi
 
 from infra.app_contract import Role
+from infra.config.stack import StackConfig
+from infra.image.image import AppImage
 from infra.image.reference import digest_of
 from infra.release.provider import MigrationProvider, RolloutCheckProvider
-from infra.release.record import record_output
-from infra.services.fargate import Placement
+from infra.release.record import consumed_queues, operations, record_output
+from infra.services.fargate import FargateTask, Placement
 
 DEFAULT_TIMEOUT_SECONDS = 15 * 60
 
@@ -52,6 +54,31 @@ class ReleaseArgs:
             )
         if not self.container_name:
             raise ValueError("release container name must not be empty")
+
+
+def release_args(
+    config: StackConfig,
+    placement: Placement,
+    migrate: FargateTask,
+    image: AppImage,
+    region: pulumi.Input[str],
+    depends_on: Sequence[pulumi.Resource],
+) -> ReleaseArgs:
+    """The release of this stack's image: its migrate task, its gate and what its record keeps."""
+    return ReleaseArgs(
+        placement,
+        migrate.task_definition_arn,
+        image.image_ref,
+        migrate.log_group_name,
+        region,
+        timeout_seconds=config.release.migrate_timeout_seconds,
+        depends_on=depends_on,
+        consumed_queues=consumed_queues(config),
+        force=config.release.force,
+        image_source=image.source,
+        image_tag=image.tag,
+        operations=operations(config),
+    )
 
 
 class MigrationRun(pulumi.dynamic.Resource):
