@@ -29,6 +29,21 @@ def bucket_prefix(stack_prefix: str) -> str:
     return stack_prefix[: MAX_BUCKET_PREFIX - len(suffix)].rstrip("-") + suffix
 
 
+def block_public_access(
+    name: str, bucket: aws.s3.Bucket, opts: pulumi.ResourceOptions
+) -> aws.s3.BucketPublicAccessBlock:
+    """Every S3 public access switch on: no public ACLs or policies, now or later."""
+    return aws.s3.BucketPublicAccessBlock(
+        name,
+        bucket=bucket.id,
+        block_public_acls=True,
+        block_public_policy=True,
+        ignore_public_acls=True,
+        restrict_public_buckets=True,
+        opts=opts,
+    )
+
+
 def tls_only_policy(bucket_arn: str) -> str:
     return json.dumps(
         iam.document(
@@ -79,15 +94,7 @@ class MediaBucket(pulumi.ComponentResource):
     def _access(self, bucket: aws.s3.Bucket) -> None:
         """Nobody outside the account, no ACLs, no plain HTTP."""
         name, child = self._name, pulumi.ResourceOptions(parent=self)
-        aws.s3.BucketPublicAccessBlock(
-            f"{name}-public-access",
-            bucket=bucket.id,
-            block_public_acls=True,
-            block_public_policy=True,
-            ignore_public_acls=True,
-            restrict_public_buckets=True,
-            opts=child,
-        )
+        block_public_access(f"{name}-public-access", bucket, child)
         aws.s3.BucketOwnershipControls(
             f"{name}-ownership",
             bucket=bucket.id,

@@ -19,6 +19,7 @@ import pulumi_aws as aws
 
 from infra import iam
 from infra.app_contract import CONTAINER_PORT, LIVENESS_PATH
+from infra.storage.bucket import block_public_access
 from infra.web.admin import admin_rules
 from infra.web.config import WebConfig
 from infra.web.domain import PublicDomain, PublicDomainArgs
@@ -225,15 +226,7 @@ class WebLoadBalancer(pulumi.ComponentResource):
             force_destroy=not args.protect,
             opts=pulumi.ResourceOptions(parent=self, protect=args.protect),
         )
-        aws.s3.BucketPublicAccessBlock(
-            f"{name}-access-logs",
-            bucket=bucket.id,
-            block_public_acls=True,
-            block_public_policy=True,
-            ignore_public_acls=True,
-            restrict_public_buckets=True,
-            opts=child,
-        )
+        block_public_access(f"{name}-access-logs", bucket, child)
         # ALB access logs support only S3-managed keys.
         aws.s3.BucketServerSideEncryptionConfiguration(
             f"{name}-access-logs",
