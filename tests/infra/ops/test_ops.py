@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import boto3
-import botocore.session
 import pytest
 from botocore.stub import Stubber
 from moto import mock_aws
@@ -50,16 +49,6 @@ OUTPUTS: dict[str, Any] = {
 @pytest.fixture
 def stack() -> DeployedStack:
     return DeployedStack.from_outputs("dev", REGION, OUTPUTS)
-
-
-@pytest.fixture
-def ecs() -> Iterator[tuple[Any, Stubber]]:
-    client = botocore.session.get_session().create_client(
-        "ecs", region_name=REGION, aws_access_key_id="testing", aws_secret_access_key="testing"
-    )
-    with Stubber(client) as stubber:
-        yield client, stubber
-        stubber.assert_no_pending_responses()
 
 
 @pytest.fixture

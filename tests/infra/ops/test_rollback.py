@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import boto3
-import botocore.session
 import pytest
 from botocore.stub import Stubber
 from moto import mock_aws
@@ -69,16 +68,6 @@ def ecr(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
                 repositoryName=REPOSITORY, imageManifest=image_manifest(layer), imageDigest=digest
             )
         yield client
-
-
-@pytest.fixture
-def ecs() -> Iterator[tuple[Any, Stubber]]:
-    client = botocore.session.get_session().create_client(
-        "ecs", region_name=REGION, aws_access_key_id="testing", aws_secret_access_key="testing"
-    )
-    with Stubber(client) as stubber:
-        yield client, stubber
-        stubber.assert_no_pending_responses()
 
 
 def describes(stubber: Stubber, revision: int, digest: str) -> None:
