@@ -85,11 +85,7 @@ class SourceRegistry:
                 ],
                 "failures": [],
             },
-            {
-                "repositoryName": self.repository,
-                "imageIds": [{"imageDigest": digest}],
-                "acceptedMediaTypes": list(_accepted()),
-            },
+            self._batch_get_image_request(digest),
         )
 
     def lacks_image(self, digest: str) -> None:
@@ -105,12 +101,15 @@ class SourceRegistry:
                     }
                 ],
             },
-            {
-                "repositoryName": self.repository,
-                "imageIds": [{"imageDigest": digest}],
-                "acceptedMediaTypes": list(_accepted()),
-            },
+            self._batch_get_image_request(digest),
         )
+
+    def _batch_get_image_request(self, digest: str) -> dict[str, Any]:
+        return {
+            "repositoryName": self.repository,
+            "imageIds": [{"imageDigest": digest}],
+            "acceptedMediaTypes": list(_accepted()),
+        }
 
     def serves_blob(self, digest: str) -> None:
         self.stubber.add_response(
