@@ -88,6 +88,11 @@ GUNICORN_THREADS = "GUNICORN_THREADS"
 GUNICORN_TIMEOUT = "GUNICORN_TIMEOUT"  # request timeout, below the ALB idle timeout
 GUNICORN_KEEPALIVE = "GUNICORN_KEEPALIVE"  # above the ALB idle timeout
 GUNICORN_GRACEFUL_TIMEOUT = "GUNICORN_GRACEFUL_TIMEOUT"  # below the ECS stop timeout
+# Not set by the stack: seconds a worker stays protected from scale-in after its last task ended.
+WORKER_PROTECTION_IDLE_SECONDS = "WORKER_PROTECTION_IDLE_SECONDS"
+# Set by ECS itself in every container (never by the task definition): the agent's endpoint, where
+# workers turn task scale-in protection on and off (core.task_protection).
+ECS_AGENT_URI = "ECS_AGENT_URI"
 # Queue-metrics publisher (runs beside Beat).
 QUEUE_METRICS_NAMESPACE = "QUEUE_METRICS_NAMESPACE"
 QUEUE_METRICS_INTERVAL_SECONDS = "QUEUE_METRICS_INTERVAL_SECONDS"
