@@ -118,10 +118,13 @@ def web_command() -> list[str]:
     return ["gunicorn", "--config", "config/gunicorn.py", "config.wsgi"]
 
 
-def worker_command(pool: str, queues: Sequence[str], concurrency: int) -> list[str]:
+def worker_command(
+    pool: str, queues: Sequence[str], concurrency: int, prefetch_multiplier: int = 1
+) -> list[str]:
+    """The worker of one pool; the settings' prefetch multiplier (1) unless the pool asks for more."""
     if not queues:
         raise ValueError(f"worker pool {pool!r} serves no queue")
-    return [
+    command = [
         *_WORKER_COMMAND_PREFIX,
         "--queues",
         ",".join(queues),
@@ -130,6 +133,9 @@ def worker_command(pool: str, queues: Sequence[str], concurrency: int) -> list[s
         "--hostname",
         f"{pool}@%h",
     ]
+    if prefetch_multiplier != 1:
+        command += ["--prefetch-multiplier", str(prefetch_multiplier)]
+    return command
 
 
 def beat_command() -> list[str]:
