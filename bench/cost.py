@@ -377,9 +377,9 @@ def queue_metrics(run: ProgramRun, prices: PriceTable, usage: UsageAssumptions) 
         environment = {pair["name"]: pair["value"] for pair in container.get("environment", [])}
         pools = schema.parse_pools(environment[app_contract.QUEUE_METRICS_POOLS])
         interval = int(environment[app_contract.QUEUE_METRICS_INTERVAL_SECONDS])
-        metrics = sum(
-            len(pool.queues) * len(schema.QUEUE_METRICS) + len(schema.POOL_METRICS) for pool in pools
-        )
+        # Task metrics exist only in hours a pool ran tasks (billed pro rata); counted as always there.
+        per_pool = len(schema.POOL_METRICS) + len(schema.TASK_METRICS)
+        metrics = sum(len(pool.queues) * len(schema.QUEUE_METRICS) + per_pool for pool in pools)
         yield LineItem(
             "CloudWatch metrics",
             "queue metrics",

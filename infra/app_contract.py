@@ -88,6 +88,11 @@ GUNICORN_THREADS = "GUNICORN_THREADS"
 GUNICORN_TIMEOUT = "GUNICORN_TIMEOUT"  # request timeout, below the ALB idle timeout
 GUNICORN_KEEPALIVE = "GUNICORN_KEEPALIVE"  # above the ALB idle timeout
 GUNICORN_GRACEFUL_TIMEOUT = "GUNICORN_GRACEFUL_TIMEOUT"  # below the ECS stop timeout
+# Not set by the stack: seconds a worker stays protected from scale-in after its last task ended.
+WORKER_PROTECTION_IDLE_SECONDS = "WORKER_PROTECTION_IDLE_SECONDS"
+# Set by ECS itself in every container (never by the task definition): the agent's endpoint, where
+# workers turn task scale-in protection on and off (core.task_protection).
+ECS_AGENT_URI = "ECS_AGENT_URI"
 # Queue-metrics publisher (runs beside Beat).
 QUEUE_METRICS_NAMESPACE = "QUEUE_METRICS_NAMESPACE"
 QUEUE_METRICS_INTERVAL_SECONDS = "QUEUE_METRICS_INTERVAL_SECONDS"
@@ -113,10 +118,13 @@ def web_command() -> list[str]:
     return ["gunicorn", "--config", "config/gunicorn.py", "config.wsgi"]
 
 
-def worker_command(pool: str, queues: Sequence[str], concurrency: int) -> list[str]:
+def worker_command(
+    pool: str, queues: Sequence[str], concurrency: int, prefetch_multiplier: int = 1
+) -> list[str]:
+    """The worker of one pool; the settings' prefetch multiplier (1) unless the pool asks for more."""
     if not queues:
         raise ValueError(f"worker pool {pool!r} serves no queue")
-    return [
+    command = [
         *_WORKER_COMMAND_PREFIX,
         "--queues",
         ",".join(queues),
@@ -125,6 +133,9 @@ def worker_command(pool: str, queues: Sequence[str], concurrency: int) -> list[s
         "--hostname",
         f"{pool}@%h",
     ]
+    if prefetch_multiplier != 1:
+        command += ["--prefetch-multiplier", str(prefetch_multiplier)]
+    return command
 
 
 def beat_command() -> list[str]:

@@ -9,6 +9,7 @@ from celery import Celery
 from django.conf import settings
 
 from core.celery_lifecycle import JsonStartupBeat, JsonStartupWorker, WorkerHeartbeat
+from core.task_protection import TaskProtection
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
 
@@ -24,6 +25,8 @@ app.conf.update(
     }
 )
 app.steps["worker"].add(WorkerHeartbeat)
+# On ECS, busy workers are protected from scale-in and deployments (core.task_protection).
+app.steps["worker"].add(TaskProtection)
 # Worker and Beat announce themselves in JSON like every other line they print.
 app.Worker = app.subclass_with_self(JsonStartupWorker)
 app.Beat = app.subclass_with_self(JsonStartupBeat)

@@ -1,11 +1,12 @@
 """Measure the Celery queues on the Redis broker and publish them to CloudWatch.
 
 One tick reads, per worker pool: the waiting messages of each queue (every priority list), the
-age of the oldest waiting message, the in-flight messages (kombu's `unacked` hash), and the
-pool's desired/running worker counts from ECS; and the application's gauges (schema.APP_METRICS,
-e.g. failed welcome emails). It then sends every datapoint in one batched `PutMetricData` call.
-A tick that cannot read the broker publishes nothing: a made-up zero would tell the scaling
-policies that the queue is empty. Gauges that cannot be read (database down) are left out.
+age of the oldest waiting message, the in-flight messages (kombu's `unacked` hash), the
+pool's desired/running worker counts from ECS, and the run time and queue wait of the tasks its
+workers finished since the last tick (queuemetrics.task_stats); and the application's gauges
+(schema.APP_METRICS, e.g. failed welcome emails). It then sends every datapoint in one batched
+`PutMetricData` call. A tick that cannot read the broker publishes nothing: a made-up zero would
+tell the scaling policies that the queue is empty. Gauges that cannot be read (database down) are left out.
 """
 
 from __future__ import annotations
@@ -66,6 +67,9 @@ class BrokerLayout:
 
     def binding_key(self, exchange: str) -> str:
         return f"{self.key_prefix}_kombu.binding.{exchange}"
+
+    def task_stats_key(self, pool: str) -> str:
+        return schema.task_stats_key(pool, self.key_prefix)
 
 
 @dataclass(frozen=True)
@@ -142,6 +146,30 @@ def read_in_flight(client: redis.Redis, layout: BrokerLayout) -> Counter[str]:
     return counts
 
 
+def drain_task_stats(
+    client: redis.Redis, layout: BrokerLayout, pools: Iterable[str]
+) -> dict[str, schema.TaskStats]:
+    """What each pool's workers measured since the last drain, read and emptied in one transaction
+    (MULTI/EXEC: a record pushed meanwhile is in the next drain, never lost between the two)."""
+    names = list(pools)
+    pipe = client.pipeline(transaction=True)
+    for pool in names:
+        key = layout.task_stats_key(pool)
+        pipe.lrange(key, 0, -1)
+        pipe.delete(key)
+    replies = pipe.execute()
+    drained = {}
+    for pool, records in zip(names, replies[::2], strict=True):
+        stats = schema.TaskStats()
+        for record in records:
+            try:
+                stats.merge(schema.TaskStats.decode(record))
+            except ValueError as error:
+                logger.warning("skipping a task-stats record of pool %s: %s", pool, error)
+        drained[pool] = stats
+    return drained
+
+
 def read_worker_counts(ecs: Any, cluster: str, services: Sequence[str]) -> dict[str, WorkerCount]:
     """Desired and running task counts per ECS service name; unknown services are left out."""
     counts = {}
@@ -195,6 +223,29 @@ def metric_data(
         add(schema.BACKLOG_PER_WORKER, signals.backlog_per_worker, spec.pool)
         add(schema.WAKE_UP_BACKLOG, signals.wake_up_backlog, spec.pool)
     return data
+
+
+def task_stats_data(stats: Mapping[str, schema.TaskStats], now: float) -> list[dict[str, Any]]:
+    """Statistic sets of the tasks each pool finished since the last tick (none for an idle pool)."""
+    timestamp = datetime.fromtimestamp(now, UTC)
+    data = []
+    for pool, measured in stats.items():
+        for metric, summary in (
+            (schema.POOL_TASK_RUN_SECONDS, measured.run),
+            (schema.POOL_QUEUE_WAIT_SECONDS, measured.wait),
+        ):
+            if summary.count:
+                data.append(statistic_datum(metric, summary, timestamp, pool))
+    return data
+
+
+def statistic_datum(
+    metric: schema.MetricDefinition, summary: schema.Summary, timestamp: datetime, pool: str
+) -> dict[str, Any]:
+    """One PutMetricData statistic set: CloudWatch averages it correctly over any period."""
+    single = datum(metric, 0.0, timestamp, pool)
+    del single["Value"]
+    return {**single, "StatisticValues": summary.statistic_values()}
 
 
 def datum(
@@ -262,11 +313,13 @@ class QueueMetricsPublisher:
         try:
             queues = read_queues(self.redis, self.layout, all_queues)
             in_flight = read_in_flight(self.redis, self.layout)
+            measured = drain_task_stats(self.redis, self.layout, [spec.pool for spec in self.pools])
         except redis.RedisError as error:
             logger.error("broker unreachable, publishing nothing this interval: %s", error)
             return TickOutcome.BROKER_UNREACHABLE
         now = self.clock()
         data = metric_data(self.pools, queues, in_flight, self._worker_counts(), now)
+        data += task_stats_data(measured, now)
         data += self._gauges(datetime.fromtimestamp(now, UTC))
         try:
             for start in range(0, len(data), MAX_DATUMS_PER_REQUEST):

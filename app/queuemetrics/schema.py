@@ -9,15 +9,19 @@ the standard library.
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 # Also the default of the stack config key queueMetricsIntervalSeconds (Pulumi.yaml).
 DEFAULT_INTERVAL_SECONDS = 10
 
 # Header stamped on every task message when it is published (epoch seconds, float).
 SENT_AT_HEADER = "sent_at"
+# Redis list where the workers of one pool leave summaries of the tasks they ran (queuemetrics.task_stats)
+# for the publisher, which drains it every interval; behind the broker's own key prefix.
+_TASK_STATS_KEY = "queuemetrics:task-stats:{pool}"
 
 POOL_DIMENSION = "Pool"
 QUEUE_DIMENSION = "Queue"
@@ -94,6 +98,21 @@ WAKE_UP_BACKLOG = MetricDefinition(
     "PoolBacklog while the pool has no workers (desired 0), else 0: drives the wake-up policy.",
 )
 
+# Measured by the workers themselves (queuemetrics.task_stats), published as statistic sets: the
+# numbers the pool's configured taskSeconds and targetLatencySeconds are checked against.
+POOL_TASK_RUN_SECONDS = MetricDefinition(
+    "PoolTaskRunSeconds",
+    "Seconds",
+    (POOL_DIMENSION,),
+    "How long the pool's tasks ran, from start to end in the worker (one sample per task).",
+)
+POOL_QUEUE_WAIT_SECONDS = MetricDefinition(
+    "PoolQueueWaitSeconds",
+    "Seconds",
+    (POOL_DIMENSION,),
+    "How long the pool's tasks waited from publish (sent_at) to start; countdown/ETA tasks left out.",
+)
+
 # Application gauges, one value per stack (no dimension), read from PostgreSQL by the publisher.
 WELCOME_EMAILS_FAILED = MetricDefinition(
     "WelcomeEmailsFailed",
@@ -119,6 +138,8 @@ POOL_METRICS = (
     BACKLOG_PER_WORKER,
     WAKE_UP_BACKLOG,
 )
+# Published for a pool only in intervals in which its workers finished tasks.
+TASK_METRICS = (POOL_TASK_RUN_SECONDS, POOL_QUEUE_WAIT_SECONDS)
 APP_METRICS = (WELCOME_EMAILS_FAILED, WELCOME_EMAILS_RETRYING)
 # Metrics that need the ECS worker counts; a tick without them still publishes the rest.
 WORKER_COUNT_METRICS = (POOL_DESIRED_WORKERS, POOL_RUNNING_WORKERS, BACKLOG_PER_WORKER, WAKE_UP_BACKLOG)
@@ -165,6 +186,84 @@ def scaling_signals(backlog: int, desired_workers: int) -> ScalingSignals:
         backlog_per_worker=backlog / max(desired_workers, 1),
         wake_up_backlog=backlog if desired_workers == 0 else 0,
     )
+
+
+@dataclass
+class Summary:
+    """Count, sum, minimum and maximum of some samples: a CloudWatch statistic set."""
+
+    count: int = 0
+    total: float = 0.0
+    minimum: float = math.inf
+    maximum: float = -math.inf
+
+    def add(self, value: float) -> None:
+        self.count += 1
+        self.total += value
+        self.minimum = min(self.minimum, value)
+        self.maximum = max(self.maximum, value)
+
+    def merge(self, other: Summary) -> None:
+        self.count += other.count
+        self.total += other.total
+        self.minimum = min(self.minimum, other.minimum)
+        self.maximum = max(self.maximum, other.maximum)
+
+    @property
+    def mean(self) -> float:
+        return self.total / self.count if self.count else 0.0
+
+    def statistic_values(self) -> dict[str, float]:
+        """PutMetricData's StatisticValues."""
+        return {
+            "SampleCount": self.count,
+            "Sum": self.total,
+            "Minimum": self.minimum,
+            "Maximum": self.maximum,
+        }
+
+    def encode(self) -> list[float]:
+        return [self.count, self.total, self.minimum, self.maximum] if self.count else [0, 0.0, 0.0, 0.0]
+
+    @classmethod
+    def decode(cls, value: object) -> Summary:
+        """The inverse of `encode`; raises ValueError for anything else."""
+        if not isinstance(value, list) or len(value) != 4 or not all(
+            isinstance(item, int | float) and math.isfinite(item) for item in value
+        ):
+            raise ValueError(f"not a summary: {value!r}")
+        count, total, minimum, maximum = value
+        if count < 0 or int(count) != count:
+            raise ValueError(f"not a sample count: {count!r}")
+        return cls(int(count), float(total), float(minimum), float(maximum)) if count else cls()
+
+
+@dataclass
+class TaskStats:
+    """What a pool's workers measured over some tasks: run time and queue wait, in seconds."""
+
+    run: Summary = field(default_factory=Summary)
+    wait: Summary = field(default_factory=Summary)
+
+    def merge(self, other: TaskStats) -> None:
+        self.run.merge(other.run)
+        self.wait.merge(other.wait)
+
+    def encode(self) -> str:
+        return json.dumps({"run": self.run.encode(), "wait": self.wait.encode()}, separators=(",", ":"))
+
+    @classmethod
+    def decode(cls, text: str | bytes) -> TaskStats:
+        try:
+            record = json.loads(text)
+            return cls(run=Summary.decode(record["run"]), wait=Summary.decode(record["wait"]))
+        except (ValueError, TypeError, KeyError) as error:
+            raise ValueError(f"not a task-stats record: {error}") from error
+
+
+def task_stats_key(pool: str, key_prefix: str = "") -> str:
+    """The Redis list where `pool`'s workers leave their TaskStats records for the publisher."""
+    return key_prefix + _TASK_STATS_KEY.format(pool=pool)
 
 
 @dataclass(frozen=True)

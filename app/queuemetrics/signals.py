@@ -1,7 +1,8 @@
-"""Stamp every published task message with the time it was sent.
+"""Stamp every published task message with the time it was sent, and measure the tasks workers run.
 
-The publisher reads this header from the oldest waiting message to report how long work has
-been waiting: the latency users feel, which a message count alone does not tell.
+The publisher reads the header from the oldest waiting message to report how long work has been
+waiting: the latency users feel, which a message count alone does not tell. Workers measure each
+task's run time and queue wait (queuemetrics.task_stats) for the calibration metrics.
 """
 
 from __future__ import annotations
@@ -9,8 +10,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from celery.signals import before_task_publish
+from celery.signals import before_task_publish, task_postrun, task_prerun, worker_process_shutdown
 
+from queuemetrics import task_stats
 from queuemetrics.schema import SENT_AT_HEADER
 
 _DISPATCH_UID = "queuemetrics.stamp_sent_at"
@@ -24,3 +26,8 @@ def stamp_sent_at(headers: dict[str, Any] | None = None, **_: Any) -> None:
 
 def connect_signals() -> None:
     before_task_publish.connect(stamp_sent_at, dispatch_uid=_DISPATCH_UID, weak=False)
+    task_prerun.connect(task_stats.on_task_prerun, dispatch_uid="queuemetrics.task_started", weak=False)
+    task_postrun.connect(task_stats.on_task_postrun, dispatch_uid="queuemetrics.task_finished", weak=False)
+    worker_process_shutdown.connect(
+        task_stats.on_process_shutdown, dispatch_uid="queuemetrics.process_shutdown", weak=False
+    )

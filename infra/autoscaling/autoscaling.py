@@ -1,13 +1,18 @@
 """Queue-length autoscaling of one worker pool's ECS service.
 
-Four mechanisms, all acting on the metrics the queue-metrics publisher writes (names from its
+Five mechanisms, all acting on the metrics the queue-metrics publisher writes (names from its
 schema, never retyped here):
 - wake-up: a step policy on `WakeUpBacklog` brings an idle pool (desired 0) to
   ceil(backlog / target) workers within one short alarm period; target tracking cannot leave 0;
-- target tracking on `BacklogPerWorker`, scale-out only: proportional growth while busy;
+- fast scale-out: a step policy on metric math over the high-resolution backlog, desired count
+  and oldest-message age adds the missing workers within one short alarm period: on a backlog
+  jump ceil(backlog / target) - desired, on a latency breach at least one;
+- target tracking on `BacklogPerWorker`, scale-out only: the backstop (AWS's own 3-minute alarm);
 - scale-in: one worker fewer per cooldown, only after the backlog has stayed low for the quiet
-  time, never the last worker while anything is waiting or in flight, never below min;
-- alarms for people: oldest message too old, and publisher silent (missing data breaches).
+  time, never the last worker while anything is waiting or in flight, never below min (and ECS
+  never stops a worker that protects itself while it runs tasks: app/core/task_protection.py);
+- alarms for people: oldest message too old, publisher silent (missing data breaches), and
+  `taskSeconds` off from the measured task run time by more than 2x (calibration).
 The numbers come from `policies.policy_set`, which the simulator runs too.
 """
 
@@ -35,7 +40,7 @@ from infra.autoscaling.policies import (
     StepAdjustment,
     policy_set,
 )
-from infra.observability.metrics import queue_metric
+from infra.observability.metrics import Expression, queue_metric
 from queuemetrics import schema
 
 _SCALABLE_DIMENSION = "ecs:service:DesiredCount"
@@ -57,6 +62,7 @@ class WorkerAutoscaling(pulumi.ComponentResource):
     target: aws.appautoscaling.Target
     queue_age_alarm: aws.cloudwatch.MetricAlarm
     publisher_silent_alarm: aws.cloudwatch.MetricAlarm
+    calibration_alarm: aws.cloudwatch.MetricAlarm
 
     def __init__(
         self, name: str, args: WorkerAutoscalingArgs, opts: pulumi.ResourceOptions | None = None
@@ -75,6 +81,7 @@ class WorkerAutoscaling(pulumi.ComponentResource):
         )
         self._backlog_tracking()
         self._wake_up()
+        self._fast_scale_out()
         self._scale_in()
         self.queue_age_alarm = self._metric_alarm(
             "queue-age",
@@ -90,6 +97,7 @@ class WorkerAutoscaling(pulumi.ComponentResource):
             f"No queue metrics for pool {args.pool}: the publisher beside Beat is down or cannot read "
             "the broker. Autoscaling is blind until it is back.",
         )
+        self.calibration_alarm = self._calibration_alarm()
         self.register_outputs({"target_resource_id": self.target.resource_id})
 
     def _backlog_tracking(self) -> None:
@@ -126,6 +134,87 @@ class WorkerAutoscaling(pulumi.ComponentResource):
             [wake_up_policy.arn],
             f"Pool {self._args.pool} has work and no workers: start ceil(backlog / "
             f"{policies.target_backlog_per_worker:g}) workers.",
+        )
+
+    def _fast_scale_out(self) -> None:
+        """Add the missing workers within one high-resolution period of a backlog jump or a latency
+        breach (target tracking's alarm needs three minutes)."""
+        policies, args = self.policies, self._args
+        rule = policies.fast_scale_out
+        policy = self._policy(
+            "fast-scale-out",
+            step={
+                "adjustment_type": "ChangeInCapacity",
+                "metric_aggregation_type": rule.statistic,
+                "cooldown": policies.scale_out_cooldown_seconds,
+                "step_adjustments": [_step(step) for step in policies.fast_scale_out_steps],
+            },
+        )
+        inputs = {
+            query_id: queue_metric(
+                args.metric_namespace, metric, rule.statistic, label, args.pool, period=rule.period_seconds
+            )
+            for query_id, metric, label in (
+                ("backlog", schema.POOL_BACKLOG, "backlog"),
+                ("desired", schema.POOL_DESIRED_WORKERS, "desired workers"),
+                ("age", schema.POOL_OLDEST_AGE, "oldest message age"),
+            )
+        }
+        missing = Expression(rule.expression(), "workers missing", inputs, rule.steps())
+        aws.cloudwatch.MetricAlarm(
+            f"{self._name}-fast-scale-out",
+            alarm_description=(
+                f"Pool {args.pool} is short of workers: the backlog needs more than the desired count "
+                f"at {policies.target_backlog_per_worker:g} messages each, or a message has waited "
+                f"more than {rule.latency_seconds:g} s. Adds the missing workers."
+            ),
+            metric_queries=missing.alarm_queries(),
+            comparison_operator=rule.comparison,
+            threshold=rule.threshold,
+            evaluation_periods=rule.evaluation_periods,
+            datapoints_to_alarm=rule.evaluation_periods,
+            treat_missing_data=rule.treat_missing_data,
+            alarm_actions=[policy.arn],
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+
+    def _calibration_alarm(self) -> aws.cloudwatch.MetricAlarm:
+        """People hear when the pool's `taskSeconds` is off from the measured run time by over 2x:
+        the backlog per worker the policies aim for is then off by as much."""
+        rule, args = self.policies.calibration, self._args
+        inputs = {
+            query_id: queue_metric(
+                args.metric_namespace,
+                schema.POOL_TASK_RUN_SECONDS,
+                statistic,
+                label,
+                args.pool,
+                period=rule.period_seconds,
+            )
+            for query_id, statistic, label in (
+                ("run", "Average", "measured task run time"),
+                ("tasks", "SampleCount", "tasks measured"),
+            )
+        }
+        off_by = Expression(rule.expression(), "times taskSeconds is off", inputs, rule.steps())
+        actions = list(args.alarm_actions)
+        return aws.cloudwatch.MetricAlarm(
+            f"{self._name}-calibration",
+            alarm_description=(
+                f"Tasks of pool {args.pool} take more than {rule.threshold:g}x longer or shorter than "
+                f"its taskSeconds ({rule.configured_task_seconds:g} s) says, measured over "
+                f"{rule.period_seconds // 60} min: set taskSeconds to the measured PoolTaskRunSeconds "
+                "(docs/autoscaling.md, calibration)."
+            ),
+            metric_queries=off_by.alarm_queries(),
+            comparison_operator=rule.comparison,
+            threshold=rule.threshold,
+            evaluation_periods=rule.evaluation_periods,
+            datapoints_to_alarm=rule.evaluation_periods,
+            treat_missing_data=rule.treat_missing_data,
+            alarm_actions=actions,
+            ok_actions=actions,
+            opts=pulumi.ResourceOptions(parent=self),
         )
 
     def _scale_in(self) -> None:

@@ -35,6 +35,13 @@ _SUB_MINUTE_PERIODS = (10, 20, 30)
 WAKE_UP_THRESHOLD = 1
 # The publisher-silent alarm waits at least this long: a Beat redeploy stops the sidecar briefly.
 PUBLISHER_SILENT_SECONDS = 300
+# The fast scale-out alarm fires when at least one worker is missing; its steps count from there.
+FAST_SCALE_OUT_THRESHOLD = 1
+# Calibration: the configured taskSeconds is checked against the mean measured over this period,
+# once the pool finished at least this many tasks in it; off by more than this factor, people hear.
+CALIBRATION_PERIOD_SECONDS = 30 * 60
+CALIBRATION_MIN_SAMPLES = 30
+CALIBRATION_FACTOR = 2.0
 
 
 @dataclass(frozen=True)
@@ -221,6 +228,99 @@ class ScaleInRule:
         return self.excess(backlog, desired) <= self.threshold
 
 
+def _number(value: float) -> str:
+    """A number as metric math reads it, exact enough that alarm and simulator agree."""
+    return f"{value:.10g}"
+
+
+@dataclass(frozen=True)
+class FastScaleOutRule:
+    """The fast scale-out alarm: workers missing, from the high-resolution metrics of one period.
+
+    missing = ceil(backlog / target) - desired: the count target tracking would set, minus what
+    the pool has (a backlog jump); at least 1 while the oldest message has waited longer than the
+    acceptable latency (a latency breach, e.g. tasks slower than `taskSeconds` says). Only for a
+    pool with workers: the wake-up policy brings a pool from zero. Steps add that many workers.
+    """
+
+    target_backlog_per_worker: float
+    latency_seconds: float
+    period_seconds: int
+    evaluation_periods: int = 1
+    statistic: str = "Maximum"  # of backlog, desired count and age over the period
+    threshold: float = FAST_SCALE_OUT_THRESHOLD
+    comparison: str = "GreaterThanOrEqualToThreshold"
+    treat_missing_data: str = "notBreaching"  # a silent publisher adds nobody
+
+    def steps(self) -> dict[str, str]:
+        return {"gap": f"CEIL(backlog / {_number(self.target_backlog_per_worker)}) - desired"}
+
+    def expression(self) -> str:
+        # FILL: no age datapoint (no waiting message carries sent_at) is not a latency breach.
+        return (
+            f"IF(desired > 0, IF(FILL(age, 0) > {_number(self.latency_seconds)}, "
+            "IF(gap > 1, gap, 1), gap), 0)"
+        )
+
+    def missing(self, backlog: float, desired: float, age: float | None) -> float:
+        """The value of `expression` for one period (what the simulator evaluates)."""
+        if desired <= 0:
+            return 0
+        gap = math.ceil(backlog / self.target_backlog_per_worker) - desired
+        return max(gap, 1) if (age or 0) > self.latency_seconds else gap
+
+    def breaches(self, backlog: float, desired: float, age: float | None) -> bool:
+        return _COMPARISONS[self.comparison](self.missing(backlog, desired, age), self.threshold)
+
+
+def fast_scale_out_steps(max_workers: int) -> tuple[StepAdjustment, ...]:
+    """ChangeInCapacity steps: k workers missing add k (the last step adds the rest, open-ended).
+
+    `missing` is an integer, so step k covers [k, k + 1), i.e. [k - 1, k) above the threshold of 1.
+    """
+    top = min(max(max_workers - 1, 1), MAX_STEP_ADJUSTMENTS)
+    return tuple(
+        StepAdjustment(
+            lower=k - FAST_SCALE_OUT_THRESHOLD,
+            upper=k + 1 - FAST_SCALE_OUT_THRESHOLD if k < top else None,
+            adjustment=k,
+        )
+        for k in range(1, top + 1)
+    )
+
+
+@dataclass(frozen=True)
+class CalibrationRule:
+    """The calibration alarm: the configured task duration against the measured mean run time.
+
+    off_by = measured / configured, or its inverse when the tasks are faster: how many times the
+    configured `taskSeconds` is off. Periods with fewer than `min_samples` tasks count as 0.
+    """
+
+    configured_task_seconds: float
+    period_seconds: int = CALIBRATION_PERIOD_SECONDS
+    min_samples: int = CALIBRATION_MIN_SAMPLES
+    threshold: float = CALIBRATION_FACTOR
+    evaluation_periods: int = 1
+    comparison: str = "GreaterThanThreshold"
+    treat_missing_data: str = "notBreaching"  # an idle pool proves nothing either way
+
+    def steps(self) -> dict[str, str]:
+        configured = _number(self.configured_task_seconds)
+        return {"offby": f"IF(run > {configured}, run / {configured}, {configured} / run)"}
+
+    def expression(self) -> str:
+        return f"IF(tasks >= {self.min_samples}, offby, 0)"
+
+    def off_by(self, measured_mean: float) -> float:
+        configured = self.configured_task_seconds
+        return measured_mean / configured if measured_mean > configured else configured / measured_mean
+
+    def breaches(self, measured_mean: float, tasks: int) -> bool:
+        value = self.off_by(measured_mean) if tasks >= self.min_samples else 0
+        return _COMPARISONS[self.comparison](value, self.threshold)
+
+
 @dataclass(frozen=True)
 class PolicySet:
     """Everything `WorkerAutoscaling` deploys for one pool, as plain values."""
@@ -231,10 +331,13 @@ class PolicySet:
     scale_out_cooldown_seconds: int
     wake_up_alarm: MetricAlarmRule
     wake_up_steps: tuple[StepAdjustment, ...]
+    fast_scale_out: FastScaleOutRule
+    fast_scale_out_steps: tuple[StepAdjustment, ...]
     scale_in: ScaleInRule
     scale_in_cooldown_seconds: int
     queue_age_alarm: MetricAlarmRule
     publisher_silent_alarm: MetricAlarmRule
+    calibration: CalibrationRule
 
 
 def policy_set(params: ScalingParameters) -> PolicySet:
@@ -258,6 +361,12 @@ def policy_set(params: ScalingParameters) -> PolicySet:
             treat_missing_data="notBreaching",
         ),
         wake_up_steps=wake_up_steps(target, params.max_workers),
+        fast_scale_out=FastScaleOutRule(
+            target_backlog_per_worker=target,
+            latency_seconds=params.target_latency_seconds,
+            period_seconds=fast_period,
+        ),
+        fast_scale_out_steps=fast_scale_out_steps(params.max_workers),
         scale_in=ScaleInRule(
             min_workers=params.min_workers,
             allowed_backlog_per_remaining_worker=SCALE_IN_LOAD_FRACTION * target,
@@ -285,6 +394,7 @@ def policy_set(params: ScalingParameters) -> PolicySet:
             threshold=1,
             treat_missing_data="breaching",
         ),
+        calibration=CalibrationRule(configured_task_seconds=params.task_seconds),
     )
 
 
@@ -297,7 +407,9 @@ class ReactionTimes:
 
     wake_up_decision: int  # first message on an idle pool -> desired count set
     first_worker_running: int
-    scale_out_decision: int  # backlog above target -> target tracking adds workers
+    scale_out_decision: int  # backlog above target or latency breached -> the fast step adds workers
+    added_worker_running: int
+    tracking_scale_out_decision: int  # the backstop: target tracking's own alarm
     first_scale_in: int  # backlog gone -> first worker removed
     scale_in_step: int  # then one more removed every this many seconds
 
@@ -308,16 +420,20 @@ class ReactionTimes:
 
 def reaction_times(params: ScalingParameters, policies: PolicySet) -> ReactionTimes:
     interval = params.publish_interval_seconds
-    wake_up = policies.wake_up_alarm
+    wake_up, fast = policies.wake_up_alarm, policies.fast_scale_out
     # A message can arrive just after a measurement; its datapoint then closes the next period(s).
     wake_up_decision = interval + wake_up.period_seconds * wake_up.datapoints_to_alarm
+    scale_out_decision = interval + fast.period_seconds * fast.evaluation_periods
     # The alarm repeats its action once per period while in ALARM; the cooldown gates each repeat.
     period = policies.scale_in.period_seconds
     scale_in_step = max(math.ceil(policies.scale_in_cooldown_seconds / period), 1) * period
     return ReactionTimes(
         wake_up_decision=wake_up_decision,
         first_worker_running=wake_up_decision + FARGATE_STARTUP_SECONDS,
-        scale_out_decision=interval + TARGET_TRACKING_PERIOD_SECONDS * TARGET_TRACKING_SCALE_OUT_DATAPOINTS,
+        scale_out_decision=scale_out_decision,
+        added_worker_running=scale_out_decision + FARGATE_STARTUP_SECONDS,
+        tracking_scale_out_decision=interval
+        + TARGET_TRACKING_PERIOD_SECONDS * TARGET_TRACKING_SCALE_OUT_DATAPOINTS,
         first_scale_in=interval + policies.scale_in.period_seconds * policies.scale_in.evaluation_periods,
         scale_in_step=scale_in_step,
     )

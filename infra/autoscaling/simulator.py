@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -32,6 +33,7 @@ class SimulationSample:
     in_flight: int
     desired: int
     running: int
+    oldest_age: int = 0  # seconds the oldest waiting message has waited
 
 
 @dataclass
@@ -49,6 +51,21 @@ class _Alarm:
 
     def cooled(self, second: int, cooldown: int) -> bool:
         return second - self.last_action >= cooldown
+
+
+@dataclass
+class _StepCooldown:
+    """Application Auto Scaling's scale-out cooldown of a step policy: while it lasts, the capacity
+    the initiating action added counts as part of the next one, so only the difference is added."""
+
+    until: float = -math.inf
+    base: int = 0  # the capacity before the initiating action
+
+    def apply(self, second: int, desired: int, adjustment: int, cooldown: int) -> int:
+        if second < self.until:
+            return max(desired, self.base + adjustment)
+        self.base, self.until = desired, second + cooldown
+        return desired + adjustment
 
 
 def simulate(
@@ -74,7 +91,7 @@ def simulate(
     for second in range(duration_seconds):
         running = pool.start_work(second, arrivals.get(second, 0))
         if second % params.publish_interval_seconds == 0:
-            scaling.publish(second, pool.waiting + pool.in_flight, desired)
+            scaling.publish(second, pool.waiting + pool.in_flight, desired, pool.oldest_age(second))
         desired = pool.converge(desired, scaling.evaluate(second, desired), second + startup_seconds)
         pool.finish_work(running)
         samples.append(
@@ -84,6 +101,7 @@ def simulate(
                 in_flight=pool.in_flight,
                 desired=desired,
                 running=sum(1 for worker in pool.workers if worker.ready_at <= second),
+                oldest_age=pool.oldest_age(second),
             )
         )
     return samples
@@ -96,20 +114,32 @@ class _Pool:
     params: ScalingParameters
     workers: list[_Worker]
     waiting: int = 0
+    arrived_at: deque[list[int]] = field(default_factory=deque)  # [second, messages] in FIFO order
 
     @property
     def in_flight(self) -> int:
         return sum(len(worker.slots) for worker in self.workers)
 
+    def oldest_age(self, second: int) -> int:
+        return second - self.arrived_at[0][0] if self.arrived_at else 0
+
     def start_work(self, second: int, arrived: int) -> list[_Worker]:
         """New messages arrive; every running worker that is not draining fills its free slots."""
-        self.waiting += arrived
+        if arrived:
+            self.waiting += arrived
+            self.arrived_at.append([second, arrived])
         running = [worker for worker in self.workers if worker.ready_at <= second]
         for worker in running:
             while not worker.draining and len(worker.slots) < self.params.worker_concurrency and self.waiting:
                 worker.slots.append(self.params.task_seconds)
-                self.waiting -= 1
+                self._take_oldest()
         return running
+
+    def _take_oldest(self) -> None:
+        self.waiting -= 1
+        self.arrived_at[0][1] -= 1
+        if not self.arrived_at[0][1]:
+            self.arrived_at.popleft()
 
     def finish_work(self, running: list[_Worker]) -> None:
         """One second of work; a draining worker leaves when its tasks are done."""
@@ -129,15 +159,17 @@ class _Pool:
 
 @dataclass
 class _Scaling:
-    """The published datapoints and the three scaling alarms that act on them."""
+    """The published datapoints and the four scaling alarms that act on them."""
 
     policies: PolicySet
     datapoints: Datapoints = field(default_factory=list)
     wake_up: _Alarm = field(default_factory=_Alarm)
+    fast: _Alarm = field(default_factory=_Alarm)
+    fast_cooldown: _StepCooldown = field(default_factory=_StepCooldown)
     tracking: _Alarm = field(default_factory=_Alarm)
     scale_in: _Alarm = field(default_factory=_Alarm)
 
-    def publish(self, second: int, backlog: int, desired: int) -> None:
+    def publish(self, second: int, backlog: int, desired: int, oldest_age: int) -> None:
         """What the publisher writes, with its own formulas."""
         signals = schema.scaling_signals(backlog, desired)
         self.datapoints.append(
@@ -146,6 +178,7 @@ class _Scaling:
                 {
                     schema.POOL_BACKLOG.name: backlog,
                     schema.POOL_DESIRED_WORKERS.name: desired,
+                    schema.POOL_OLDEST_AGE.name: oldest_age,
                     schema.BACKLOG_PER_WORKER.name: signals.backlog_per_worker,
                     schema.WAKE_UP_BACKLOG.name: signals.wake_up_backlog,
                 },
@@ -157,7 +190,12 @@ class _Scaling:
 
         When several policies fire, Application Auto Scaling keeps the largest capacity.
         """
-        growth = max(desired, self._wake_up(second), self._tracking(second, desired))
+        growth = max(
+            desired,
+            self._wake_up(second),
+            self._fast_scale_out(second, desired),
+            self._tracking(second, desired),
+        )
         if growth > desired:
             return min(growth, self.policies.max_workers)
         return self._scaled_in(second, desired)
@@ -178,6 +216,25 @@ class _Scaling:
         return next(
             step.adjustment for step in self.policies.wake_up_steps if step.contains(value - rule.threshold)
         )
+
+    def _fast_scale_out(self, second: int, desired: int) -> int:
+        rule = self.policies.fast_scale_out
+        if not second or second % rule.period_seconds:
+            return 0
+        values = [
+            _aggregate(self.datapoints, second, rule.period_seconds, metric.name, rule.statistic)
+            for metric in (schema.POOL_BACKLOG, schema.POOL_DESIRED_WORKERS, schema.POOL_OLDEST_AGE)
+        ]
+        backlog, published_desired, age = values
+        if backlog is None or published_desired is None:
+            self.fast.record(False, rule.evaluation_periods)
+            return 0
+        missing = rule.missing(backlog, published_desired, age)
+        if not self.fast.record(rule.breaches(backlog, published_desired, age), rule.evaluation_periods):
+            return 0
+        step = next(s for s in self.policies.fast_scale_out_steps if s.contains(missing - rule.threshold))
+        cooldown = self.policies.scale_out_cooldown_seconds
+        return self.fast_cooldown.apply(second, desired, step.adjustment, cooldown)
 
     def _tracking(self, second: int, desired: int) -> int:
         if not second or second % TARGET_TRACKING_PERIOD_SECONDS:

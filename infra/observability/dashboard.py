@@ -67,6 +67,18 @@ def dashboard_body(stack: MonitoredStack, thresholds: AlarmsConfig, queue_age_al
                     ).widget_row(),
                 ],
             ),
+            _widget(
+                stack,
+                f"Pool {pool}: measured task run time and wait (s)",
+                [
+                    queue_metric(
+                        stack.queue_namespace, schema.POOL_TASK_RUN_SECONDS, "Average", "run time", pool
+                    ).widget_row(),
+                    queue_metric(
+                        stack.queue_namespace, schema.POOL_QUEUE_WAIT_SECONDS, "Average", "wait", pool
+                    ).widget_row(),
+                ],
+            ),
         ]
     widgets += [
         _widget(

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import pulumi
 
 from infra.autoscaling.autoscaling import WorkerAutoscaling, WorkerAutoscalingArgs
+from infra.autoscaling.protection import worker_task_policy
 from infra.autoscaling.publisher import publisher_task_policy, queue_metrics_publisher
 from infra.config.stack import StackConfig
 from infra.naming import Cloud, StackNames
@@ -93,9 +94,12 @@ class AppServices(pulumi.ComponentResource):
 
     def _worker_pool(self, pool: WorkerPool) -> FargateService:
         args, key = self._args, roles.worker_service_key(pool)
+        protection = {"scale-in-protection": worker_task_policy(args.names, args.cloud)}
         service = FargateService(
             key,
-            roles.worker_service(args.config, pool, args.runtime, args.placement, args.depends_on),
+            roles.worker_service(
+                args.config, pool, args.runtime, args.placement, args.depends_on, protection
+            ),
             pulumi.ResourceOptions(parent=self),
         )
         WorkerAutoscaling(

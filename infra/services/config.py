@@ -31,6 +31,11 @@ WORKER_POOL_FIELDS = (
     "targetLatencySeconds",
     "taskSeconds",
 )
+# Fields a pool object may leave out, with the value it then gets.
+OPTIONAL_WORKER_POOL_FIELDS: dict[str, object] = {"prefetchMultiplier": 1}
+# Messages each worker process reserves ahead (Celery's worker_prefetch_multiplier). Above 1 only for
+# pools of short tasks that can wait for a visibility timeout when their worker is killed.
+MAX_PREFETCH_MULTIPLIER = 16
 
 
 @dataclass(frozen=True)
@@ -148,10 +153,16 @@ class WorkerPool:
     spot: bool
     target_latency_seconds: int  # how long a new message may wait before the pool should grow
     task_seconds: float  # typical task duration of the pool's queues
+    # Messages each worker process reserves beyond the one it runs: 1 (the default) costs a broker
+    # round trip per task; more trades it for throughput on short tasks, and a killed worker's
+    # reserved messages then wait for the visibility timeout.
+    prefetch_multiplier: int = 1
 
     @classmethod
     def read(cls, read: ConfigReader, key: str, pool: dict[str, object]) -> WorkerPool:
-        """One pool object that has exactly the WORKER_POOL_FIELDS; problems are keyed `key.field`."""
+        """One pool object with the WORKER_POOL_FIELDS and any OPTIONAL_WORKER_POOL_FIELDS; problems
+        are keyed `key.field`."""
+        pool = {**OPTIONAL_WORKER_POOL_FIELDS, **pool}
         name = pool["name"]
         if not isinstance(name, str) or not POOL_NAME_PATTERN.fullmatch(name):
             read.report(f"{key}.name", name, POOL_NAME_RULE)
@@ -185,6 +196,9 @@ class WorkerPool:
                 f"{key}.targetLatencySeconds", pool["targetLatencySeconds"], 1, 86400
             ),
             task_seconds=task_seconds or 1.0,
+            prefetch_multiplier=read.integer_value(
+                f"{key}.prefetchMultiplier", pool["prefetchMultiplier"], 1, MAX_PREFETCH_MULTIPLIER
+            ),
         )
 
 
@@ -217,11 +231,15 @@ def _read_pools(read: ConfigReader, key: str) -> tuple[WorkerPool, ...]:
     if not isinstance(value, list) or not value:
         read.report(key, read.raw(key), f"a non-empty list of {{{', '.join(WORKER_POOL_FIELDS)}}}")
         return ()
+    required, optional = set(WORKER_POOL_FIELDS), set(OPTIONAL_WORKER_POOL_FIELDS)
     pools: list[WorkerPool] = []
     for index, pool in enumerate(value):
-        if not isinstance(pool, dict) or set(pool) != set(WORKER_POOL_FIELDS):
+        if not isinstance(pool, dict) or not required <= set(pool) <= required | optional:
             read.report(
-                f"{key}[{index}]", pool, f"an object with exactly the fields {', '.join(WORKER_POOL_FIELDS)}"
+                f"{key}[{index}]",
+                pool,
+                f"an object with exactly the fields {', '.join(WORKER_POOL_FIELDS)}, and optionally "
+                f"{', '.join(OPTIONAL_WORKER_POOL_FIELDS)}",
             )
             continue
         pools.append(

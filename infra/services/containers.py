@@ -181,7 +181,9 @@ def web_container(config: StackConfig) -> ContainerSpec:
 def worker_container(pool: WorkerPool, stop_timeout_seconds: int) -> ContainerSpec:
     return ContainerSpec(
         role=Role.WORKER,
-        command=app_contract.worker_command(pool.name, pool.queues, pool.concurrency),
+        command=app_contract.worker_command(
+            pool.name, pool.queues, pool.concurrency, pool.prefetch_multiplier
+        ),
         stop_timeout_seconds=stop_timeout_seconds,
         health_check=heartbeat_health_check(app_contract.WORKER_HEARTBEAT_FILE),
     )

@@ -124,11 +124,20 @@ def worker_service(
     runtime: TaskRuntime,
     placement: Placement,
     depends_on: Sequence[pulumi.Resource],
+    task_role_policies: Mapping[str, pulumi.Input[str]] | None = None,
 ) -> FargateServiceArgs:
-    """One pool's workers; Application Auto Scaling owns the task count once the service exists."""
+    """One pool's workers; Application Auto Scaling owns the task count once the service exists.
+
+    `task_role_policies`: what the workers call themselves, e.g. their scale-in protection. A
+    deployment starts the new tasks beside the old ones (maximum 200 %), so protected old workers
+    finish their tasks while the new ones already take work.
+    """
     return FargateServiceArgs(
         task=FargateTaskArgs(
-            pool.size, [containers.worker_container(pool, config.workers.stop_timeout_seconds)], runtime
+            pool.size,
+            [containers.worker_container(pool, config.workers.stop_timeout_seconds)],
+            runtime,
+            task_role_policies=task_role_policies or {},
         ),
         placement=placement,
         desired_count=pool.min_count,

@@ -269,6 +269,58 @@ def test_a_pool_without_workers_asks_for_a_wake_up(broker, ecs, recorder):
     assert recorder.last(schema.BACKLOG_PER_WORKER, "email") == 2.5
 
 
+def statistic_sets(recorder: PutRecorder, metric: schema.MetricDefinition, pool: str) -> list[dict]:
+    wanted = [{"Name": k, "Value": v} for k, v in schema.dimensions(metric, pool).items()]
+    return [
+        datum["StatisticValues"]
+        for call in recorder.calls
+        for datum in call["MetricData"]
+        if datum["MetricName"] == metric.name and datum["Dimensions"] == wanted
+    ]
+
+
+def leave_task_stats(broker: Broker, pool: str, runs: list[float], waits: list[float]) -> None:
+    """What a pool process leaves after some tasks (queuemetrics.task_stats), in two records."""
+    for half in (slice(0, len(runs) // 2), slice(len(runs) // 2, None)):
+        stats = schema.TaskStats()
+        for value in runs[half]:
+            stats.run.add(value)
+        for value in waits[half]:
+            stats.wait.add(value)
+        broker.client.rpush(broker.layout.task_stats_key(pool), stats.encode())
+
+
+def test_measured_run_time_and_queue_wait_go_out_as_statistic_sets_once(broker, ecs, recorder):
+    create_service(ecs, "worker-email", desired=1)
+    create_service(ecs, "worker-default", desired=1)
+    leave_task_stats(broker, "email", runs=[0.5, 1.5, 2.0, 4.0], waits=[0.1, 0.3, 3.0, 0.6])
+    broker.client.rpush(broker.layout.task_stats_key("email"), "not a record")
+    cloudwatch = cloudwatch_client(recorder)
+    publisher = make_publisher(broker, ecs, cloudwatch, (DEFAULT_POOL, EMAIL_POOL))
+
+    publisher.publish_once()
+
+    [run] = statistic_sets(recorder, schema.POOL_TASK_RUN_SECONDS, "email")
+    assert run == {"SampleCount": 4, "Sum": 8.0, "Minimum": 0.5, "Maximum": 4.0}
+    [wait] = statistic_sets(recorder, schema.POOL_QUEUE_WAIT_SECONDS, "email")
+    assert wait == {"SampleCount": 4, "Sum": pytest.approx(4.0), "Minimum": 0.1, "Maximum": 3.0}
+    assert statistic_sets(recorder, schema.POOL_TASK_RUN_SECONDS, "default") == [], "an idle pool: nothing"
+    assert broker.client.llen(broker.layout.task_stats_key("email")) == 0, "drained"
+    stored = cloudwatch.get_metric_statistics(
+        Namespace=NAMESPACE,
+        MetricName=schema.POOL_TASK_RUN_SECONDS.name,
+        Dimensions=[{"Name": "Pool", "Value": "email"}],
+        StartTime=time.time() - 120,
+        EndTime=time.time() + 60,
+        Period=60,
+        Statistics=["Average", "SampleCount"],
+    )["Datapoints"]
+    assert [(point["Average"], point["SampleCount"]) for point in stored] == [(2.0, 4.0)]
+
+    publisher.publish_once()
+    assert len(statistic_sets(recorder, schema.POOL_TASK_RUN_SECONDS, "email")) == 1, "each sample once"
+
+
 def test_queue_metrics_still_go_out_when_ecs_cannot_be_read(broker, aws, recorder):
     broker.send("email", count=2)
     ecs_without_cluster = boto3.client("ecs", region_name=REGION)

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 import pytest
 from moto.server import ThreadedMotoServer
 
+from testkit.ecs_agent import FakeEcsAgent
 from tests.e2e.ledger import Scenario, ScenarioResult
 from tests.e2e.mail import HoldingSMTPServer
 from tests.e2e.services import ThrowawayPostgres, ThrowawayRedis, make_work_dir
@@ -35,14 +36,15 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     terminalreporter.section("fault-injection scenarios")
     header = (
         f"{'scenario':<44} {'sent':>6} {'completed':>10} {'lost':>6} {'duplicated':>11} "
-        f"{'resent same Message-ID':>23} {'seconds':>8}"
+        f"{'resent same Message-ID':>23} {'restarted':>10} {'seconds':>8}"
     )
     terminalreporter.write_line(header)
     terminalreporter.write_line("-" * len(header))
     for result in results:
+        restarted = "-" if result.restarted is None else str(result.restarted)
         terminalreporter.write_line(
             f"{result.scenario:<44} {result.sent:>6} {result.completed:>10} {result.lost:>6} "
-            f"{result.duplicated:>11} {result.resent:>23} {result.seconds:>8.1f}"
+            f"{result.duplicated:>11} {result.resent:>23} {restarted:>10} {result.seconds:>8.1f}"
         )
 
 
@@ -62,12 +64,14 @@ def app_stack(dev_containers: StackContainers) -> Iterator[AppStack]:
     postgres = ThrowawayPostgres(work_dir)
     aws = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per AWS call otherwise
-    with HoldingSMTPServer() as smtp:
+    with HoldingSMTPServer() as smtp, FakeEcsAgent() as ecs_agent:
         redis_server.start()
         postgres.create()
         aws.start()
         host, port = aws.get_host_and_port()
-        stack = AppStack(dev_containers, redis_server, postgres, smtp, work_dir, f"http://{host}:{port}")
+        stack = AppStack(
+            dev_containers, redis_server, postgres, smtp, work_dir, f"http://{host}:{port}", ecs_agent
+        )
         try:
             stack.migrate()
             stack.start_web()

@@ -8,6 +8,11 @@ accepted a message and before `sent` is committed sends it again on redelivery. 
 guarantee is one Message-ID per signup, so receivers drop such a copy. A signup that received two
 different Message-IDs is a duplicate email (a failure); the same Message-ID again is counted as
 `resent` and reported, not failed.
+
+`restarted` counts deliveries begun again: a recipient's `RCPT TO` reaching the SMTP server more
+than once, because a worker was killed or stopped mid-task, a time limit cut the task, or the
+server answered it with a failure. Not a failure either, but the work done twice that
+scale-in protection exists to avoid.
 """
 
 from __future__ import annotations
@@ -30,6 +35,8 @@ class ScenarioResult:
     # ... whose email arrived again with the same Message-ID: a crash between the server's
     # acceptance and the commit of `sent`. Receivers drop the copy; not a failure.
     resent: int = 0
+    # Deliveries begun again after the first (see the module docstring); None: not measured.
+    restarted: int | None = None
 
     def problems(self) -> str:
         return f"{self.scenario}: {self.lost} lost, {self.duplicated} duplicated of {self.sent} sent"
@@ -98,6 +105,7 @@ class Scenario:
             duplicated=len(duplicated),
             seconds=time.monotonic() - self.started,
             resent=sum(1 for email in delivered - duplicated if deliveries[email] > 1),
+            restarted=sum(max(len(self.stack.smtp.attempts_for(email)) - 1, 0) for email in self.emails),
         )
 
     def settle_emails(self, timeout: float) -> ScenarioResult:

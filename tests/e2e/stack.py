@@ -6,8 +6,9 @@ Each process runs a container's command from the task definition, from `app/` (t
   the recording SMTP server;
 - `AWS_ONLY_VALUES`: values that only make sense on AWS;
 - `SHORT_TIMINGS`: time limits and timeouts shortened so that each fault resolves in seconds;
+- `APP_SHORT_TIMINGS`: app settings the stack leaves at their default, shortened the same way;
 - `boundary_variables`: what points the processes at the local stand-ins for the outside world
-  (AWS endpoint and credentials, bind address).
+  (AWS endpoint and credentials, the ECS agent of the container's task, bind address).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from pathlib import Path
 import requests
 
 from infra import app_contract
+from testkit.ecs_agent import FakeEcsAgent
 from testkit.processes import APP_DIR, free_port
 from tests.e2e.mail import HoldingSMTPServer
 from tests.e2e.services import ThrowawayPostgres, ThrowawayRedis, wait_until
@@ -61,6 +63,11 @@ SHORT_TIMINGS = {
     # Beat runs the sweep every second; a signup the broker refused is swept after 3 s (30 s / 300 s).
     app_contract.SIGNUP_SWEEP_SECONDS: "1",
     app_contract.SIGNUP_REQUEUE_AFTER_SECONDS: "3",
+}
+# Settings no task definition sets (the app's defaults apply on AWS), shortened for every container.
+APP_SHORT_TIMINGS = {
+    # A worker keeps its scale-in protection this long after its last task (production: 30 s).
+    app_contract.WORKER_PROTECTION_IDLE_SECONDS: "2",
 }
 # kombu's sweep for messages of dead workers runs this often (unacked_restore_interval, app settings).
 UNACKED_RESTORE_INTERVAL_SECONDS = 10
@@ -101,8 +108,12 @@ class Container:
         self.terminated_at: float | None = None
         with self.log_path.open("wb") as log_file:
             self.popen = subprocess.Popen(
-                list(spec.command), cwd=APP_DIR, env=dict(environment), stdout=log_file,
-                stderr=subprocess.STDOUT, start_new_session=True,
+                list(spec.command),
+                cwd=APP_DIR,
+                env=dict(environment),
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
 
     @property
@@ -123,7 +134,9 @@ class Container:
     def wait_for_log(self, text: str, timeout: float = STARTUP_TIMEOUT_SECONDS) -> None:
         wait_until(
             lambda: text in self.output() or not self.is_running(),
-            timeout, f"{self.label} never logged {text!r}", [self],
+            timeout,
+            f"{self.label} never logged {text!r}",
+            [self],
         )
         assert self.is_running(), f"{self.label} exited; {self.describe()}"
 
@@ -173,6 +186,7 @@ class AppStack:
         smtp: HoldingSMTPServer,
         work_dir: Path,
         aws_endpoint: str,
+        ecs_agent: FakeEcsAgent,
     ) -> None:
         self.containers = containers
         self.redis = redis_server
@@ -181,6 +195,7 @@ class AppStack:
         self.log_dir = work_dir
         self.web_port = free_port()
         self.aws_endpoint = aws_endpoint
+        self.ecs_agent = ecs_agent
         self.processes: list[Container] = []
         self._labels: dict[str, int] = {}
 
@@ -193,20 +208,23 @@ class AppStack:
             app_contract.EMAIL_URL: f"smtp://127.0.0.1:{self.smtp.port}",
         }
 
-    def boundary_variables(self, spec: ContainerSpec) -> dict[str, str]:
+    def boundary_variables(self, spec: ContainerSpec, task: str) -> dict[str, str]:
         variables = {
             # ECS gives the task role's credentials; here AWS calls go to a local moto server.
             "AWS_ENDPOINT_URL": self.aws_endpoint,
             "AWS_ACCESS_KEY_ID": "testing",
             "AWS_SECRET_ACCESS_KEY": "testing",
+            # ECS's agent in each task; here one fake agent tells the tasks apart by their label.
+            app_contract.ECS_AGENT_URI: self.ecs_agent.uri(task),
         }
         if spec.role == "web":
             # The container owns port 8000; on a shared machine the web process gets a free port.
             variables["GUNICORN_CMD_ARGS"] = f"--bind 127.0.0.1:{self.web_port}"
         return variables
 
-    def environment_for(self, spec: ContainerSpec, **overrides: str) -> dict[str, str]:
-        """The container's environment; `overrides` stand for a one-off change of a task definition."""
+    def environment_for(self, spec: ContainerSpec, task: str = "task", **overrides: str) -> dict[str, str]:
+        """The environment of a container of `task`; `overrides` stand for a one-off change of a task
+        definition."""
         secrets = self.secret_values()
         unknown_secrets = set(spec.secret_names) - set(secrets)
         assert not unknown_secrets, (
@@ -218,10 +236,11 @@ class AppStack:
             "HOME": str(self.log_dir),
             "LANG": "C.UTF-8",
             "PYTHONUNBUFFERED": "1",
+            **APP_SHORT_TIMINGS,
             **spec.environment,
             **{name: value for name, value in replaced.items() if name in spec.environment},
             **{name: secrets[name] for name in spec.secret_names},
-            **self.boundary_variables(spec),
+            **self.boundary_variables(spec, task),
             **overrides,
         }
 
@@ -230,7 +249,8 @@ class AppStack:
         label = label or spec.role
         self._labels[label] = self._labels.get(label, 0) + 1
         unique_label = f"{label}-{self._labels[label]}"
-        process = Container(unique_label, spec, self.environment_for(spec, **overrides), self.log_dir)
+        environment = self.environment_for(spec, unique_label, **overrides)
+        process = Container(unique_label, spec, environment, self.log_dir)
         self.processes.append(process)
         return process
 
@@ -243,7 +263,9 @@ class AppStack:
         web = self.start(self.containers.one("web"))
         wait_until(
             lambda: self.get(app_contract.LIVENESS_PATH, quiet=True) == 200 or not web.is_running(),
-            STARTUP_TIMEOUT_SECONDS, f"web never answered {app_contract.LIVENESS_PATH}", [web],
+            STARTUP_TIMEOUT_SECONDS,
+            f"web never answered {app_contract.LIVENESS_PATH}",
+            [web],
         )
         assert web.is_running(), web.describe()
         return web
@@ -265,7 +287,8 @@ class AppStack:
     def worker_spec(self) -> ContainerSpec:
         """The worker pool that serves the email queue (the one the scenarios exercise)."""
         pools = [
-            spec for spec in self.containers.by_role("worker")
+            spec
+            for spec in self.containers.by_role("worker")
             if app_contract.EMAIL_QUEUE in spec.option("--queues").split(",")
         ]
         assert len(pools) == 1, f"expected one worker pool serving {app_contract.EMAIL_QUEUE}: {pools}"
@@ -300,8 +323,11 @@ class AppStack:
         """POST each signup to the API, each from its own client address; all must be `accepted`."""
         with requests.Session() as session, ThreadPoolExecutor(parallel) as pool:
             answers = list(pool.map(lambda email: self.post_signup(session, email), emails))
-        refused = [(email, answer) for email, answer in zip(emails, answers, strict=True)
-                   if answer.status not in accepted]
+        refused = [
+            (email, answer)
+            for email, answer in zip(emails, answers, strict=True)
+            if answer.status not in accepted
+        ]
         assert not refused, f"{len(refused)} of {len(emails)} signups were not accepted, e.g. {refused[:3]}"
         return answers
 
@@ -310,8 +336,12 @@ class AppStack:
         address (by default one per address signed up, as many users behind one ALB)."""
         client = client or client_address(email)
         started = time.monotonic()
-        response = session.post(f"{self.base_url}/api/signups", json={"email": email},
-                                headers={"X-Forwarded-For": client}, timeout=HTTP_TIMEOUT_SECONDS)
+        response = session.post(
+            f"{self.base_url}/api/signups",
+            json={"email": email},
+            headers={"X-Forwarded-For": client},
+            timeout=HTTP_TIMEOUT_SECONDS,
+        )
         return Answer(response.status_code, time.monotonic() - started, response.text[:300])
 
     # --- observable state -----------------------------------------------------------------------
@@ -347,6 +377,7 @@ class AppStack:
         with self.postgres.connect() as connection:
             connection.execute("TRUNCATE signups_signup, signups_periodicrun")
         self.smtp.reset()
+        self.ecs_agent.forget()
 
 
 class Service:

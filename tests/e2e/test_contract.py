@@ -14,7 +14,7 @@ import pytest
 
 from infra import app_contract
 from testkit.processes import APP_DIR
-from tests.e2e.stack import AWS_ONLY_VALUES, SHORT_TIMINGS
+from tests.e2e.stack import APP_SHORT_TIMINGS, AWS_ONLY_VALUES, SHORT_TIMINGS
 from tests.e2e.task_definitions import ContainerSpec, stack_containers
 
 PRODUCTION_SETTINGS_FILES = [APP_DIR / "config/settings/base.py", APP_DIR / "config/settings/production.py"]
@@ -90,6 +90,13 @@ def test_test_overrides_only_replace_values_the_task_definitions_set() -> None:
     set_somewhere = set().union(*(spec.environment for spec in stack_containers("dev").containers))
     invented = sorted((set(AWS_ONLY_VALUES) | set(SHORT_TIMINGS)) - set_somewhere)
     assert not invented, f"the e2e overrides name variables no dev container has: {invented}"
+
+
+def test_app_timings_the_harness_shortens_are_app_defaults_no_task_definition_sets() -> None:
+    set_somewhere = set().union(*(spec.environment for spec in stack_containers("dev").containers))
+    defaults = {name for name, has_default in production_variables().items() if has_default}
+    assert not set(APP_SHORT_TIMINGS) & set_somewhere, "set by a task definition: belongs in SHORT_TIMINGS"
+    assert set(APP_SHORT_TIMINGS) <= defaults, "the app must read these, with a default"
 
 
 @pytest.mark.parametrize("stack", ["dev", "prod"])

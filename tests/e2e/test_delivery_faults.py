@@ -72,8 +72,10 @@ def test_worker_sigkilled_mid_task(scenario: Scenario) -> None:
 
 
 def test_worker_stopped_by_ecs_mid_task(scenario: Scenario) -> None:
-    """Scale-in or deploy: SIGTERM, SIGKILL after the stop timeout. A task that finishes in time
-    completes on the stopping worker; one that cannot is put back and completes on another."""
+    """ECS stops a busy worker anyway (Spot reclaim, a failed health check, StopTask: scale-in and
+    deployments wait for it, see test_scaling_faults): SIGTERM, SIGKILL after the stop timeout. A
+    task that finishes in time completes on the stopping worker; one that cannot is put back and
+    completes on another."""
     stack = scenario.stack
     leaving = scenario.start_worker()
     quick, stuck = "finishes-in-time@example.com", "cannot-finish@example.com"

@@ -227,6 +227,10 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # timeout in `unacked`. A message put back while its task still runs is harmless: the row lock and
 # status check of the email task make the second run a no-op.
 CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
+# ECS task scale-in protection (core.task_protection): on while tasks run, off after the worker has
+# been idle this long, so scale-in and deployments stop idle workers only. A short pause between
+# tasks keeps the protection instead of turning it off and on (each change is an ECS API call).
+WORKER_PROTECTION_IDLE_SECONDS = env.int("WORKER_PROTECTION_IDLE_SECONDS", default=30)
 # SIGTERM stays a warm shutdown; core.worker escalates to a cold one before the stop timeout.
 CELERY_WORKER_SOFT_SHUTDOWN_TIMEOUT = 0.0
 CELERY_WORKER_MAX_TASKS_PER_CHILD = 1000

@@ -11,7 +11,7 @@ from infra.autoscaling.autoscaling import WorkerAutoscaling, WorkerAutoscalingAr
 from infra.autoscaling.policies import DEV_EXAMPLE, PROD_EXAMPLE, ScalingParameters, policy_set
 from infra.autoscaling.publisher import publisher_policy_document
 from queuemetrics import schema
-from queuemetrics.publisher import QueueReading, WorkerCount, metric_data
+from queuemetrics.publisher import QueueReading, WorkerCount, metric_data, task_stats_data
 from testkit.program import FabricatingMocks, RecordedResource, RecordingMonitor
 
 NAMESPACE = "djcelery/dev/CeleryQueues"
@@ -78,6 +78,10 @@ def published_metrics() -> set[tuple[str, str, tuple[tuple[str, str], ...]]]:
         {SERVICE: WorkerCount(desired=1, running=1)},
         now=10.0,
     )
+    measured = schema.TaskStats()
+    measured.run.add(1.5)
+    measured.wait.add(0.5)
+    data += task_stats_data({POOL.pool: measured}, now=10.0)
     return {
         (NAMESPACE, d["MetricName"], tuple(sorted((x["Name"], x["Value"]) for x in d["Dimensions"])))
         for d in data
@@ -107,7 +111,10 @@ def test_every_metric_the_policies_and_alarms_watch_is_one_the_publisher_writes(
         else:
             inputs = alarm.inputs
             watched.append(referenced(inputs["namespace"], inputs["metricName"], inputs["dimensions"]))
-    assert len(watched) == 6, f"tracking, 3 single-metric alarms, 2 scale-in queries; got {watched}"
+    assert len(watched) == 11, (
+        f"tracking, 3 single-metric alarms, 2 scale-in, 3 fast scale-out and 2 calibration queries; "
+        f"got {watched}"
+    )
     unpublished = [item for item in watched if item not in published]
     assert not unpublished, f"watched but never published: {unpublished}"
 
@@ -165,6 +172,54 @@ def test_wake_up_alarm_uses_a_high_resolution_period_and_triggers_the_exact_capa
         for d in metric_data([POOL], {q: QueueReading(0, None) for q in POOL.queues}, {}, None, 0.0)
     ]
     assert set(sub_minute) == {1}, "a sub-minute alarm period needs high-resolution datapoints"
+
+
+def test_fast_scale_out_adds_the_missing_workers_within_one_high_resolution_period(dev):
+    policy = dev.one(POLICY, "-fast-scale-out")
+    config = policy.inputs["stepScalingPolicyConfiguration"]
+    assert config["adjustmentType"] == "ChangeInCapacity", "adds to what the pool has; never removes"
+    assert config["cooldown"] == DEV_EXAMPLE.scale_out_cooldown_seconds
+    steps = [
+        (
+            step.get("metricIntervalLowerBound"),
+            step.get("metricIntervalUpperBound"),
+            step["scalingAdjustment"],
+        )
+        for step in config["stepAdjustments"]
+    ]
+    assert steps == [("0", "1", 1), ("1", None, 2)], "dev has at most 3 workers: at most 2 to add"
+
+    alarm = dev.one(ALARM, "-fast-scale-out").inputs
+    assert (alarm["comparisonOperator"], alarm["threshold"]) == ("GreaterThanOrEqualToThreshold", 1)
+    assert (alarm["evaluationPeriods"], alarm["datapointsToAlarm"]) == (1, 1)
+    assert alarm["treatMissingData"] == "notBreaching", "a silent publisher adds nobody"
+    queries = {query["id"]: query for query in alarm["metricQueries"]}
+    assert {queries[name]["metric"]["metricName"] for name in ("backlog", "desired", "age")} == {
+        schema.POOL_BACKLOG.name,
+        schema.POOL_DESIRED_WORKERS.name,
+        schema.POOL_OLDEST_AGE.name,
+    }
+    assert {queries[name]["metric"]["period"] for name in ("backlog", "desired", "age")} == {10}
+    assert queries["gap"]["expression"] == "CEIL(backlog / 60) - desired"
+    assert queries["result"]["expression"] == (
+        "IF(desired > 0, IF(FILL(age, 0) > 60, IF(gap > 1, gap, 1), gap), 0)"
+    )
+    assert [query["id"] for query in alarm["metricQueries"] if query["returnData"]] == ["result"]
+    assert policy.urn in dev.one(ALARM, "-fast-scale-out").dependencies
+
+
+def test_people_hear_when_task_seconds_is_off_from_the_measured_run_time(dev):
+    alarm = dev.one(ALARM, "-calibration").inputs
+    queries = {query["id"]: query for query in alarm["metricQueries"]}
+    assert queries["run"]["metric"]["metricName"] == schema.POOL_TASK_RUN_SECONDS.name
+    statistics = (queries["run"]["metric"]["stat"], queries["tasks"]["metric"]["stat"])
+    assert statistics == ("Average", "SampleCount")
+    assert queries["run"]["metric"]["period"] == 1800
+    assert queries["offby"]["expression"] == "IF(run > 2, run / 2, 2 / run)", "taskSeconds of dev is 2"
+    assert queries["result"]["expression"] == "IF(tasks >= 30, offby, 0)"
+    assert (alarm["comparisonOperator"], alarm["threshold"]) == ("GreaterThanThreshold", 2)
+    assert alarm["treatMissingData"] == "notBreaching", "an idle pool proves nothing"
+    assert alarm["alarmActions"] == [ALERTS_TOPIC] and alarm["okActions"] == [ALERTS_TOPIC]
 
 
 def test_scale_in_is_one_worker_per_cooldown_after_the_quiet_time(dev):

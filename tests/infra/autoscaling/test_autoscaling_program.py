@@ -93,3 +93,31 @@ def test_without_beat_the_publisher_runs_as_its_own_single_task_service(custom_r
     assert task == "queue-metrics"
     assert container["essential"] is True
     assert custom_run.one(SERVICE, "queue-metrics-service").inputs["desiredCount"] == 1
+
+
+@pytest.mark.parametrize("run_name", STACKS)
+def test_only_workers_may_protect_themselves_and_only_on_the_stack_cluster(run_name: str, request) -> None:
+    run: ProgramRun = request.getfixturevalue(run_name)
+    cluster_name = run.one(CLUSTER).inputs["name"]
+    pools = [pool.name for pool in stack_config(run).workers.pools]
+    protecting = {}
+    for policy in run.of_type(ROLE_POLICY):
+        for statement in json.loads(policy.inputs["policy"])["Statement"]:
+            actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+            if any(action.startswith("ecs:") and "TaskProtection" in action for action in actions):
+                protecting[policy.name] = statement
+    assert sorted(protecting) == sorted(f"worker-{pool}-task-scale-in-protection" for pool in pools)
+    for statement in protecting.values():
+        assert statement["Action"] == "ecs:UpdateTaskProtection", "the worker never reads it back (GET)"
+        assert statement["Resource"] == f"arn:aws:ecs:us-east-1:123456789012:task/{cluster_name}/*"
+
+
+def test_a_short_task_pool_reserves_messages_ahead(custom_run: ProgramRun) -> None:
+    commands = {
+        definition.name.removesuffix("-task-definition"): container_definitions(definition)[0]["command"]
+        for definition in custom_run.of_type(TASK_DEFINITION)
+    }
+    expected = app_contract.worker_command("fast", ["default"], 8, prefetch_multiplier=4)
+    assert commands["worker-fast"] == expected
+    assert commands["worker-fast"][-2:] == ["--prefetch-multiplier", "4"]
+    assert "--prefetch-multiplier" not in commands["worker-bulk"], "the settings' 1 by default"

@@ -14,6 +14,7 @@ from infra.autoscaling.policies import (
     PROD_EXAMPLE,
     ScalingParameters,
     alarm_period_seconds,
+    fast_scale_out_steps,
     policy_set,
     reaction_times,
     target_backlog_per_worker,
@@ -73,16 +74,74 @@ def test_reaction_times_of_the_dev_and_prod_examples():
     assert dev.wake_up_decision == 20
     assert dev.first_worker_running == 20 + FARGATE_STARTUP_SECONDS
     assert dev.first_worker_running <= 120, "the issue asks for the first worker within about 2 minutes"
-    assert dev.scale_out_decision == 10 + 3 * 60
+    # The fast step: one 10 s period of high-resolution datapoints, not target tracking's 3 minutes.
+    assert dev.scale_out_decision == 10 + 10
+    assert dev.added_worker_running == 20 + FARGATE_STARTUP_SECONDS
+    assert dev.tracking_scale_out_decision == 10 + 3 * 60, "the backstop"
     assert dev.first_scale_in == 10 + 5 * 60
     assert dev.scale_in_step == 60
     assert dev.back_to_min(from_workers=3, min_workers=0) == 310 + 2 * 60
 
     prod = reaction_times(PROD_EXAMPLE, policy_set(PROD_EXAMPLE))
     assert prod.wake_up_decision == 20
+    assert prod.scale_out_decision == 20 <= 30, "the issue: a latency breach adds workers within ~30 s"
     assert prod.first_scale_in == 10 + 15 * 60
     assert prod.scale_in_step == 300
     assert prod.back_to_min(from_workers=10, min_workers=1) == 910 + 8 * 300
+
+
+def metric_math(text: str, steps: dict[str, str], values: dict[str, float | None]) -> float:
+    """Evaluates the subset of CloudWatch metric math the alarms use, for one period's values."""
+
+    def if_(condition: float, when_true: float, when_false: float) -> float:
+        return when_true if condition else when_false
+
+    def fill(value: float | None, filler: float) -> float:
+        return filler if value is None else value
+
+    scope: dict[str, object] = {"IF": if_, "CEIL": math.ceil, "FILL": fill, **values}
+    for step_id, step in steps.items():
+        scope[step_id] = eval(step, {"__builtins__": {}}, scope)  # noqa: S307 - our own expressions
+    return float(eval(text, {"__builtins__": {}}, scope))  # noqa: S307
+
+
+@pytest.mark.parametrize("params", [DEV_EXAMPLE, PROD_EXAMPLE], ids=["dev", "prod"])
+def test_the_fast_scale_out_alarm_computes_what_the_simulator_plays(params):
+    rule = policy_set(params).fast_scale_out
+    for backlog, desired, age in itertools.product(
+        (0, 1, 59, 60, 61, 119, 120, 121, 600, 2000), (0, 1, 2, 5), (None, 0, 29, 31, 60, 61, 300)
+    ):
+        deployed = metric_math(
+            rule.expression(), rule.steps(), {"backlog": backlog, "desired": desired, "age": age}
+        )
+        assert deployed == rule.missing(backlog, desired, age), (backlog, desired, age)
+    target = params.target_backlog_per_worker
+    assert rule.missing(backlog=10 * target, desired=3, age=0) == 7, "a backlog jump: the missing workers"
+    assert rule.missing(backlog=target, desired=3, age=params.target_latency_seconds + 1) == 1, (
+        "a latency breach with the backlog in bounds still adds a worker"
+    )
+    assert rule.missing(backlog=10 * target, desired=0, age=999) == 0, "from zero is the wake-up's job"
+
+
+def test_fast_scale_out_steps_add_exactly_the_missing_workers():
+    steps = fast_scale_out_steps(max_workers=10)
+    assert len(steps) == 9 and steps[-1].upper is None
+    for missing in range(1, 30):
+        [step] = [step for step in steps if step.contains(missing - 1)]
+        assert step.adjustment == min(missing, 9)
+    assert len(fast_scale_out_steps(max_workers=50)) == 20, "the step quota"
+    assert [step.adjustment for step in fast_scale_out_steps(max_workers=1)] == [1]
+
+
+@pytest.mark.parametrize(("measured", "tasks", "fires"), [
+    (2.0, 500, False), (4.0, 500, False), (4.1, 500, True), (1.0, 500, False), (0.9, 500, True),
+    (40.0, 29, False), (40.0, 30, True),
+])
+def test_calibration_fires_when_task_seconds_is_off_by_more_than_twice(measured, tasks, fires):
+    rule = policy_set(DEV_EXAMPLE).calibration  # taskSeconds 2
+    assert rule.breaches(measured, tasks) is fires
+    deployed = metric_math(rule.expression(), rule.steps(), {"run": measured, "tasks": tasks})
+    assert (deployed > rule.threshold) is fires
 
 
 def test_invalid_parameters_are_refused_with_every_reason():
@@ -156,3 +215,17 @@ def test_scale_in_waits_for_the_quiet_time():
     quiet = DEV_EXAMPLE.scale_in_quiet_minutes * 60
     # The backlog may count as "low" a little before it reaches zero (at most 30 per remaining worker).
     assert first_drop >= drained + quiet - 120, f"scaled in {first_drop - drained} s after draining"
+
+
+def test_a_latency_breach_adds_a_worker_within_thirty_seconds_of_it():
+    """Tasks four times slower than `taskSeconds` says: the backlog stays inside the target, so
+    only the oldest message's age shows that users wait too long."""
+    params = PROD_EXAMPLE  # 1-10 workers x 4, 30 s latency, 2 s tasks: target 60 per worker
+    slow = replace(params, task_seconds=8)
+    arrivals = {second: 1 for second in range(0, 900, 1)}  # 1 a second: 8 s of work each, 4 slots
+    samples = simulate(slow, policy_set(params), arrivals, 900)
+    breached = next(s.second for s in samples if s.oldest_age > params.target_latency_seconds)
+    grown = next(s.second for s in samples if s.desired > params.min_workers)
+    assert max(s.waiting + s.in_flight for s in samples[:grown]) <= params.target_backlog_per_worker
+    assert grown - breached <= reaction_times(params, policy_set(params)).scale_out_decision + 10
+

@@ -152,6 +152,21 @@ def test_stack_specific_values_override_defaults() -> None:
             "could not hold even one message",
         ),
         (
+            {"workerPools": [default_pool(prefetchMultiplier=0)]},
+            "workerPools[0].prefetchMultiplier",
+            "got 0; allowed: an integer from 1 to 16",
+        ),
+        (
+            {"workerPools": [default_pool(prefetchMultiplier=64)]},
+            "workerPools[0].prefetchMultiplier",
+            "got 64; allowed: an integer from 1 to 16",
+        ),
+        (
+            {"workerPools": [default_pool(prefetch=4)]},
+            "workerPools[0]",
+            "taskSeconds, and optionally prefetchMultiplier",
+        ),
+        (
             {"redisClusterMode": True},
             "redisClusterMode",
             'got "true"; allowed: false (Celery\'s Redis transport',
@@ -293,6 +308,12 @@ def test_bad_value_is_refused_with_key_value_and_allowed_values(
 def test_every_problem_is_reported_at_once() -> None:
     problems = problems_for(natMode="both", webCpu=300, redisClusterMode=True, logRetentionDays=-1)
     assert set(problems) == {"natMode", "webCpu/webMemory", "redisClusterMode", "logRetentionDays"}
+
+
+def test_a_pool_may_reserve_messages_ahead_and_reserves_none_by_default() -> None:
+    short = default_pool(name="short", queues=["fast"], prefetchMultiplier=8)
+    config = validate(raw_config(workerPools=[default_pool(), short]))
+    assert [pool.prefetch_multiplier for pool in config.workers.pools] == [1, 8]
 
 
 def test_missing_key_is_reported() -> None:

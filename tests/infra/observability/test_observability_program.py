@@ -62,7 +62,8 @@ WAF_DIMENSIONS = {
 }
 # Every metric the publisher writes: per queue, per pool, and the app's own (no dimension).
 QUEUE_METRICS = {
-    metric.name: metric for metric in (*schema.QUEUE_METRICS, *schema.POOL_METRICS, *schema.APP_METRICS)
+    metric.name: metric
+    for metric in (*schema.QUEUE_METRICS, *schema.POOL_METRICS, *schema.TASK_METRICS, *schema.APP_METRICS)
 }
 
 # Config values unlike any default, to see each threshold follow its key.
@@ -156,11 +157,13 @@ def dashboard(run: ProgramRun) -> dict[str, Any]:
 
 
 def people_alarms(run: ProgramRun) -> dict[str, RecordedResource]:
-    """The alarms that notify people, by name: this component's and autoscaling's age/silence ones."""
+    """The alarms that notify people, by name: this component's and autoscaling's age, silence and
+    calibration ones."""
     return {
         alarm.name: alarm
         for alarm in run.of_type(ALARM)
-        if alarm.name.startswith("observability-") or alarm.name.endswith(("-queue-age", "-publisher-silent"))
+        if alarm.name.startswith("observability-")
+        or alarm.name.endswith(("-queue-age", "-publisher-silent", "-calibration"))
     }
 
 
@@ -229,6 +232,7 @@ def test_every_alarm_has_an_action_and_people_alarms_go_to_the_stack_topic(run_n
     pools = config_of(run).workers.pools
     assert len([name for name in people if name.endswith("-queue-age")]) == len(pools), sorted(people)
     assert len([name for name in people if name.endswith("-publisher-silent")]) == len(pools), sorted(people)
+    assert len([name for name in people if name.endswith("-calibration")]) == len(pools), sorted(people)
     for alarm in run.of_type(ALARM):
         actions = alarm.inputs.get("alarmActions")
         assert actions, f"{run.stack}: alarm {alarm.name} tells no one and scales nothing"
