@@ -8,6 +8,7 @@ timings keep the guarantees the scenarios prove with short ones.
 from __future__ import annotations
 
 import ast
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -113,4 +114,33 @@ def test_timing_invariants_behind_the_fault_scenarios(stack: str) -> None:
         assert int(env[app_contract.CELERY_WORKER_STOP_TIMEOUT]) == worker.stop_timeout, (
             f"{stack} {worker.family}: the worker is told its stop timeout is "
             f"{env[app_contract.CELERY_WORKER_STOP_TIMEOUT]} s but ECS uses {worker.stop_timeout} s"
+        )
+
+
+# How long a fetched message may wait in a loaded worker before its task starts and claims an attempt.
+FETCH_TO_START_SLACK_SECONDS = 5
+
+
+def redelivery_margin(env: Mapping[str, str]) -> int:
+    """Seconds between the latest end of a killed attempt's lease and its message's redelivery."""
+    first_retry_delay = min(
+        int(env[app_contract.WELCOME_EMAIL_RETRY_BACKOFF_SECONDS]),
+        int(env[app_contract.WELCOME_EMAIL_RETRY_MAX_DELAY_SECONDS]),
+    )
+    longest_lease = int(env[app_contract.CELERY_TASK_TIME_LIMIT]) + first_retry_delay
+    return int(env[app_contract.CELERY_VISIBILITY_TIMEOUT]) - longest_lease
+
+
+@pytest.mark.parametrize("timings", ["dev", "prod", "e2e harness"])
+def test_a_killed_workers_redelivered_message_finds_its_attempt_due(timings: str) -> None:
+    """Otherwise the redelivery is dropped as `scheduled` and only Beat's sweep sends the email."""
+    stack = "dev" if timings == "e2e harness" else timings
+    for worker in stack_containers(stack).by_role("worker"):
+        env = dict(worker.environment)
+        if timings == "e2e harness":
+            env.update({name: value for name, value in SHORT_TIMINGS.items() if name in env})
+        assert redelivery_margin(env) >= FETCH_TO_START_SLACK_SECONDS, (
+            f"{timings} {worker.family}: the visibility timeout is only {redelivery_margin(env)} s longer "
+            f"than a killed attempt's lease (hard time limit + first retry delay); need at least "
+            f"{FETCH_TO_START_SLACK_SECONDS} s"
         )
