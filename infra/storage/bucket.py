@@ -44,19 +44,20 @@ def block_public_access(
     )
 
 
-def tls_only_policy(bucket_arn: str) -> str:
-    return json.dumps(
-        iam.document(
-            iam.statement(
-                "TlsOnly",
-                "s3:*",
-                [bucket_arn, f"{bucket_arn}/*"],
-                effect="Deny",
-                principal="*",
-                condition={"Bool": {"aws:SecureTransport": "false"}},
-            )
-        )
+def tls_only_statement(bucket_arn: str) -> iam.Statement:
+    """Denies every request to the bucket that does not come over TLS."""
+    return iam.statement(
+        "TlsOnly",
+        "s3:*",
+        [bucket_arn, f"{bucket_arn}/*"],
+        effect="Deny",
+        principal="*",
+        condition={"Bool": {"aws:SecureTransport": "false"}},
     )
+
+
+def tls_only_policy(bucket_arn: str) -> str:
+    return json.dumps(iam.document(tls_only_statement(bucket_arn)))
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ import pulumi_aws as aws
 
 from infra import iam
 from infra.app_contract import CONTAINER_PORT, LIVENESS_PATH
-from infra.storage.bucket import block_public_access
+from infra.storage.bucket import block_public_access, tls_only_statement
 from infra.web.admin import admin_rules
 from infra.web.config import WebConfig
 from infra.web.domain import PublicDomain, PublicDomainArgs
@@ -54,14 +54,7 @@ def access_log_bucket_policy(bucket_arn: str, elb_account_arn: str) -> str:
                 objects,
                 principal={"Service": "logdelivery.elasticloadbalancing.amazonaws.com"},
             ),
-            iam.statement(
-                "TlsOnly",
-                "s3:*",
-                [bucket_arn, f"{bucket_arn}/*"],
-                effect="Deny",
-                principal="*",
-                condition={"Bool": {"aws:SecureTransport": "false"}},
-            ),
+            tls_only_statement(bucket_arn),
         )
     )
 

@@ -19,7 +19,7 @@ from moto import mock_aws
 
 from infra.config.reader import StackConfigError
 from infra.config.stack import validate
-from infra.image.copy import ImageCopyError, _parts, copy_image
+from infra.image.copy import CopyResult, Download, ImageCopyError, _parts, copy_image
 from infra.image.provider import ImagePromotionProvider
 from infra.image.reference import ImageRef, ImageReferenceError, digest_of, is_reference
 from testkit.program import ProgramRun, bare_config, run_program
@@ -29,6 +29,7 @@ SOURCE_REGISTRY = f"111111111111.dkr.ecr.{REGION}.amazonaws.com"
 TARGET_REGISTRY = f"222222222222.dkr.ecr.{REGION}.amazonaws.com"
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+TARGET_REPOSITORY = "djcelery-prod-repository"
 
 
 def sha(data: bytes) -> str:
@@ -111,6 +112,16 @@ class SourceRegistry:
             "acceptedMediaTypes": list(_accepted()),
         }
 
+    def copy_to_target(self, target_ecr: Any, digest: str, fetch: Download) -> CopyResult:
+        """copy_image of this repository's image `digest` into the target stack's repository."""
+        return copy_image(
+            self.client,
+            target_ecr,
+            ImageRef(SOURCE_REGISTRY, self.repository, digest),
+            f"{TARGET_REGISTRY}/{TARGET_REPOSITORY}",
+            fetch,
+        )
+
     def serves_blob(self, digest: str) -> None:
         self.stubber.add_response(
             "get_download_url_for_layer",
@@ -129,7 +140,7 @@ def _accepted() -> tuple[str, ...]:
 def target_ecr() -> Iterator[Any]:
     with mock_aws():
         client = boto3.client("ecr", region_name=REGION)
-        client.create_repository(repositoryName="djcelery-prod-repository", imageTagMutability="IMMUTABLE")
+        client.create_repository(repositoryName=TARGET_REPOSITORY, imageTagMutability="IMMUTABLE")
         yield client
 
 
@@ -178,22 +189,19 @@ def test_the_copy_uploads_every_blob_and_keeps_the_digest(target_ecr: Any) -> No
     source.serves_manifest(image.digest, image.manifest, DOCKER_MANIFEST)
     for digest in image.blobs:
         source.serves_blob(digest)
-    ref = ImageRef(SOURCE_REGISTRY, source.repository, image.digest)
 
     with source.stubber:
-        result = copy_image(
-            source.client, target_ecr, ref, f"{TARGET_REGISTRY}/djcelery-prod-repository", fetcher(image)
-        )
+        result = source.copy_to_target(target_ecr, image.digest, fetcher(image))
         source.stubber.assert_no_pending_responses()
 
     assert result.copied_blobs == 3
-    assert str(result.image) == f"{TARGET_REGISTRY}/djcelery-prod-repository@{image.digest}"
+    assert str(result.image) == f"{TARGET_REGISTRY}/{TARGET_REPOSITORY}@{image.digest}"
     described = target_ecr.describe_images(
-        repositoryName="djcelery-prod-repository", imageIds=[{"imageDigest": image.digest}]
+        repositoryName=TARGET_REPOSITORY, imageIds=[{"imageDigest": image.digest}]
     )["imageDetails"]
     assert [detail["imageDigest"] for detail in described] == [image.digest]
     available = target_ecr.batch_check_layer_availability(
-        repositoryName="djcelery-prod-repository", layerDigests=list(image.blobs)
+        repositoryName=TARGET_REPOSITORY, layerDigests=list(image.blobs)
     )["layers"]
     assert {layer["layerDigest"] for layer in available} == set(image.blobs)
 
@@ -201,33 +209,27 @@ def test_the_copy_uploads_every_blob_and_keeps_the_digest(target_ecr: Any) -> No
 def test_an_image_already_in_the_target_is_not_copied_again(target_ecr: Any) -> None:
     image = FakeImage([b"only layer"])
     target_ecr.put_image(
-        repositoryName="djcelery-prod-repository", imageManifest=image.manifest, imageDigest=image.digest
+        repositoryName=TARGET_REPOSITORY, imageManifest=image.manifest, imageDigest=image.digest
     )
     source = SourceRegistry("djcelery-dev-repository")  # no scripted answer: any call fails the test
     with source.stubber:
-        result = copy_image(
-            source.client,
-            target_ecr,
-            ImageRef(SOURCE_REGISTRY, source.repository, image.digest),
-            f"{TARGET_REGISTRY}/djcelery-prod-repository",
-            fetcher(image),
-        )
+        result = source.copy_to_target(target_ecr, image.digest, fetcher(image))
     assert result.copied_blobs == 0
 
 
 def test_blobs_the_target_has_are_not_downloaded(target_ecr: Any) -> None:
     base = b"shared base layer" * 10
     image = FakeImage([base, b"app layer"])
-    upload = target_ecr.initiate_layer_upload(repositoryName="djcelery-prod-repository")["uploadId"]
+    upload = target_ecr.initiate_layer_upload(repositoryName=TARGET_REPOSITORY)["uploadId"]
     target_ecr.upload_layer_part(
-        repositoryName="djcelery-prod-repository",
+        repositoryName=TARGET_REPOSITORY,
         uploadId=upload,
         partFirstByte=0,
         partLastByte=len(base) - 1,
         layerPartBlob=base,
     )
     target_ecr.complete_layer_upload(
-        repositoryName="djcelery-prod-repository", uploadId=upload, layerDigests=[sha(base)]
+        repositoryName=TARGET_REPOSITORY, uploadId=upload, layerDigests=[sha(base)]
     )
     source = SourceRegistry("djcelery-dev-repository")
     source.serves_manifest(image.digest, image.manifest, DOCKER_MANIFEST)
@@ -235,13 +237,7 @@ def test_blobs_the_target_has_are_not_downloaded(target_ecr: Any) -> None:
         if digest != sha(base):
             source.serves_blob(digest)
     with source.stubber:
-        result = copy_image(
-            source.client,
-            target_ecr,
-            ImageRef(SOURCE_REGISTRY, source.repository, image.digest),
-            f"{TARGET_REGISTRY}/djcelery-prod-repository",
-            fetcher(image),
-        )
+        result = source.copy_to_target(target_ecr, image.digest, fetcher(image))
         source.stubber.assert_no_pending_responses()
     assert result.copied_blobs == 2
 
@@ -271,17 +267,10 @@ def test_an_index_brings_its_platform_manifests_first(target_ecr: Any) -> None:
     merged = FakeImage([])
     merged.blobs = blobs
     with source.stubber:
-        copy_image(
-            source.client,
-            target_ecr,
-            ImageRef(SOURCE_REGISTRY, source.repository, index_digest),
-            f"{TARGET_REGISTRY}/djcelery-prod-repository",
-            fetcher(merged),
-        )
+        source.copy_to_target(target_ecr, index_digest, fetcher(merged))
         source.stubber.assert_no_pending_responses()
     stored = {
-        image["imageDigest"]
-        for image in target_ecr.list_images(repositoryName="djcelery-prod-repository")["imageIds"]
+        image["imageDigest"] for image in target_ecr.list_images(repositoryName=TARGET_REPOSITORY)["imageIds"]
     }
     assert stored == {index_digest, amd64.digest, arm64.digest}
 
@@ -291,13 +280,7 @@ def test_an_expired_source_image_is_named(target_ecr: Any) -> None:
     source = SourceRegistry("djcelery-dev-repository")
     source.lacks_image(digest)
     with source.stubber, pytest.raises(ImageCopyError, match=r"has no image sha256:b{64}.*lifecycle"):
-        copy_image(
-            source.client,
-            target_ecr,
-            ImageRef(SOURCE_REGISTRY, source.repository, digest),
-            f"{TARGET_REGISTRY}/djcelery-prod-repository",
-            fetcher(FakeImage([])),
-        )
+        source.copy_to_target(target_ecr, digest, fetcher(FakeImage([])))
 
 
 def test_a_corrupted_download_is_refused_before_the_manifest_is_put(target_ecr: Any) -> None:
@@ -306,14 +289,8 @@ def test_a_corrupted_download_is_refused_before_the_manifest_is_put(target_ecr: 
     source.serves_manifest(image.digest, image.manifest, DOCKER_MANIFEST)
     source.serves_blob(sha(image.config))
     with source.stubber, pytest.raises(ImageCopyError, match="another digest"):
-        copy_image(
-            source.client,
-            target_ecr,
-            ImageRef(SOURCE_REGISTRY, source.repository, image.digest),
-            f"{TARGET_REGISTRY}/djcelery-prod-repository",
-            lambda _url: iter([b"tampered"]),
-        )
-    assert target_ecr.list_images(repositoryName="djcelery-prod-repository")["imageIds"] == []
+        source.copy_to_target(target_ecr, image.digest, lambda _url: iter([b"tampered"]))
+    assert target_ecr.list_images(repositoryName=TARGET_REPOSITORY)["imageIds"] == []
 
 
 def test_parts_have_the_size_the_registry_asks_for() -> None:
@@ -330,14 +307,14 @@ def test_the_provider_promotes_into_the_stack_repository(target_ecr: Any) -> Non
     provider = ImagePromotionProvider(clients=lambda region: clients[region], fetch=fetcher(image))
     props = {
         "source": f"{SOURCE_REGISTRY}/djcelery-dev-repository@{image.digest}",
-        "repository_url": f"{TARGET_REGISTRY}/djcelery-prod-repository",
+        "repository_url": f"{TARGET_REGISTRY}/{TARGET_REPOSITORY}",
         "region": REGION,
     }
     # The source's region is the target's: one client answers for both, scripted for the source calls.
     clients[REGION] = _Routed(source.client, target_ecr)
     with source.stubber:
         created = provider.create(props)
-    assert created.outs["image_ref"] == f"{TARGET_REGISTRY}/djcelery-prod-repository@{image.digest}"
+    assert created.outs["image_ref"] == f"{TARGET_REGISTRY}/{TARGET_REPOSITORY}@{image.digest}"
     assert created.outs["digest"] == image.digest
     assert provider.diff("id", created.outs, {**props}).changes is False
     assert provider.diff("id", created.outs, {**props, "source": "sha256:" + "c" * 64}).changes is True
