@@ -78,15 +78,33 @@ def container_env(database_url: str, redis_url: str, **overrides: str) -> dict[s
 
 
 class AppProcess:
-    """One child process with its output in a log file; always stopped by the fixture that made it."""
+    """One child process with its output in a log file; always stopped by the fixture that made it.
 
-    def __init__(self, name: str, command: Sequence[str], env: Mapping[str, str], cwd: Path = APP_DIR):
+    `log_path` defaults to a new temporary file; `own_process_group` starts it in a session of its
+    own, so that everything it starts can be signalled at once.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        command: Sequence[str],
+        env: Mapping[str, str],
+        cwd: Path = APP_DIR,
+        *,
+        log_path: Path | None = None,
+        own_process_group: bool = False,
+    ):
         self.name = name
         self.command = list(command)
-        self.log_path = Path(tempfile.mkstemp(prefix=f"{name}-", suffix=".log")[1])
+        self.log_path = log_path or Path(tempfile.mkstemp(prefix=f"{name}-", suffix=".log")[1])
         self._log_file = self.log_path.open("wb")
         self.popen = subprocess.Popen(
-            self.command, cwd=cwd, env=dict(env), stdout=self._log_file, stderr=subprocess.STDOUT
+            self.command,
+            cwd=cwd,
+            env=dict(env),
+            stdout=self._log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=own_process_group,
         )
 
     @property

@@ -31,7 +31,7 @@ import requests
 
 from infra import app_contract
 from testkit.ecs_agent import FakeEcsAgent
-from testkit.processes import APP_DIR, free_port
+from testkit.processes import AppProcess, free_port
 from tests.e2e.mail import HoldingSMTPServer
 from tests.e2e.services import ThrowawayPostgres, ThrowawayRedis, wait_until
 from tests.e2e.task_definitions import ContainerSpec, StackContainers
@@ -98,7 +98,7 @@ class StopResult:
     killed: bool  # True if the stop timeout expired and the process group was SIGKILLed
 
 
-class Container:
+class Container(AppProcess):
     """One role's process standing in for a container: a process group of its own.
 
     As on ECS (with its init process), SIGTERM reaches the main process, while SIGKILL at the
@@ -106,34 +106,15 @@ class Container:
     """
 
     def __init__(self, label: str, spec: ContainerSpec, environment: Mapping[str, str], log_dir: Path):
-        self.label = label
+        super().__init__(
+            label, spec.command, environment, log_path=log_dir / f"{label}.log", own_process_group=True
+        )
         self.spec = spec
-        self.log_path = log_dir / f"{label}.log"
         self.terminated_at: float | None = None
-        with self.log_path.open("wb") as log_file:
-            self.popen = subprocess.Popen(
-                list(spec.command),
-                cwd=APP_DIR,
-                env=dict(environment),
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
 
     @property
-    def pid(self) -> int:
-        return self.popen.pid
-
-    def output(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def describe(self) -> str:
-        tail = "\n".join(self.output().splitlines()[-40:])
-        command = " ".join(self.spec.command)
-        return f"{self.label} ({command}), exit code {self.popen.poll()}, log tail:\n{tail}"
-
-    def is_running(self) -> bool:
-        return self.popen.poll() is None
+    def label(self) -> str:
+        return self.name
 
     def wait_for_log(self, text: str, timeout: float = STARTUP_TIMEOUT_SECONDS) -> None:
         wait_until(
@@ -177,6 +158,7 @@ class Container:
         if self.is_running():
             self.stop_like_ecs(stop_timeout=15)
         self.kill()
+        self._log_file.close()
 
 
 class AppStack:
