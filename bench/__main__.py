@@ -7,7 +7,7 @@ from scratch), and it says why it is skipped where images cannot be built.
 
 import argparse
 
-from bench import cost, image, pipeline, scaling, timeline
+from bench import cost, image, log_redaction, pipeline, scaling, timeline
 
 
 def main() -> None:
@@ -15,6 +15,8 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true", help="tiny pipeline sizes, to prove it runs")
     args = parser.parse_args()
     cost.main([])
+    print()
+    log_redaction.main([])
     print()
     scaling.main([])
     print()

@@ -1,5 +1,8 @@
 """Monthly cost model: what the dev and prod stacks declare, priced with a dated us-east-1 table.
 
+Beside them, the marginal cost of an idle open pull request preview on a shared base (the resources
+bench/preview.py lists), next to the full-copy `pr-N` stack it replaces.
+
 The Pulumi program runs in-process under mocks (testkit/program.py, the same run the program
 tests make), and every billable resource it declares is priced from bench/prices_us_east_1.json.
 Worker services are priced at their declared desired count, i.e. idle (autoscaling moves them
@@ -16,13 +19,19 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from bench import preview
 from bench.report import REPO_ROOT, argument_parser, describe_machine, machine_facts, table, write_results
 from infra import app_contract
+from infra import connection_budget as budget
+from infra.data.connections import BROKER_MAX_CLIENTS, app_connection_limit
+from infra.stack import validate
 from queuemetrics import schema
 from testkit.program import ProgramRun, RecordedResource, run_program
 
 PRICES_FILE = REPO_ROOT / "bench" / "prices_us_east_1.json"
 DEV_TARGET_USD = 60.0
+# Issue 26: an idle open preview costs at most this much a month on top of its base.
+PREVIEW_TARGET_USD = 5.0
 
 
 class CostModelError(Exception):
@@ -62,7 +71,15 @@ ASSUMPTIONS = {
         kms_requests_per_month=500_000,
         exec_session_log_gb_per_month=0.1,
     ),
+    # The full-copy PR stack: the defaults plus `ephemeral: true`, used like dev.
+    "pr-1": UsageAssumptions(
+        log_gb_per_month=2, nat_gb_per_month=5, alb_average_lcu=0.1, web_requests_millions=0.5
+    ),
 }
+# An idle preview: nobody requests it, it logs its start-up and little else.
+PREVIEW_USAGE = UsageAssumptions(
+    log_gb_per_month=0.1, nat_gb_per_month=0, alb_average_lcu=0, web_requests_millions=0
+)
 # The same stack with config values it already accepts, to show what each choice saves.
 VARIANTS = {
     "dev + arm64 + valkey": (
@@ -206,6 +223,18 @@ def fargate_services(run: ProgramRun) -> list[FargateServiceShape]:
             )
         )
     return shapes
+
+
+def routes(run: ProgramRun, prices: PriceTable, usage: UsageAssumptions) -> Iterable[LineItem]:
+    kinds = ("aws:lb/targetGroup:TargetGroup", "aws:lb/listenerRule:ListenerRule")
+    count = sum(len(run.of_type(kind)) for kind in kinds)
+    if count:
+        yield LineItem(
+            "Load balancer",
+            "target groups and listener rules",
+            f"{count}",
+            count * prices.usd("elb_target_group_or_rule_month"),
+        )
 
 
 def fargate(run: ProgramRun, prices: PriceTable, usage: UsageAssumptions) -> Iterable[LineItem]:
@@ -517,6 +546,7 @@ def _container_definitions(run: ProgramRun) -> Iterable[dict[str, Any]]:
 
 ESTIMATORS: Sequence[Callable[[ProgramRun, PriceTable, UsageAssumptions], Iterable[LineItem]]] = (
     load_balancers,
+    routes,
     fargate,
     databases,
     caches,
@@ -544,6 +574,22 @@ def idle_workers_at_zero(run: ProgramRun) -> bool:
     return bool(workers) and all(shape.tasks == 0 for shape in workers)
 
 
+def connection_budget_report(run: ProgramRun) -> dict[str, Any]:
+    """The stack at its maxima against its database's and broker's connection limits."""
+    config = validate(run.config)
+    web, workers, beat = config.web, config.workers, config.beat
+    demand = budget.database_demand(web, workers, beat)
+    limit = app_connection_limit(config.database.instance_class, budget.ADMIN_RESERVE)
+    return {
+        "database_class": config.database.instance_class,
+        "database_demand": demand.total,
+        "database_demand_by_holder": demand.describe(),
+        "database_app_limit": limit,
+        "broker_demand": budget.broker_demand(web, workers, beat),
+        "broker_limit": BROKER_MAX_CLIENTS,
+    }
+
+
 def stack_report(
     name: str, stack: str, prices: PriceTable, overrides: Mapping[str, object] | None = None
 ) -> dict[str, Any]:
@@ -562,7 +608,35 @@ def stack_report(
         "by_category": {name: round(total, 2) for name, total in by_category.items()},
         "total_usd": round(sum(item.monthly_usd for item in items), 2),
         "idle_workers_at_zero": idle_workers_at_zero(run),
+        "connection_budget": connection_budget_report(run),
     }
+
+
+def preview_report(network: preview.PreviewNetwork, prices: PriceTable) -> dict[str, Any]:
+    """An idle open preview: what it adds to its base's bill."""
+    items = estimate(preview.thin_preview(network), prices, PREVIEW_USAGE)
+    return {
+        "name": f"idle preview, {network.name}",
+        "items": [asdict(item) for item in items],
+        "total_usd": round(sum(item.monthly_usd for item in items), 2),
+    }
+
+
+def print_previews(previews: list[dict[str, Any]], full_copy: dict[str, Any]) -> None:
+    for report in previews:
+        print(f"\n== {report['name']} (marginal, on top of the base) ==")
+        rows = [
+            (item["category"], item["item"], item["quantity"], round(item["monthly_usd"], 2))
+            for item in report["items"]
+        ]
+        rows.append(("TOTAL", "", "", report["total_usd"]))
+        print(table(["category", "item", "quantity", "USD/month"], rows))
+    for report in previews:
+        verdict = "met" if report["total_usd"] <= PREVIEW_TARGET_USD else "NOT met"
+        print(
+            f"target idle preview <= ${PREVIEW_TARGET_USD:.0f}/month, {report['name']}: {verdict} "
+            f"(${report['total_usd']:.2f}; the full copy: ${full_copy['total_usd']:.2f})"
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
@@ -591,6 +665,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         ]
         rows.append(("TOTAL", "", "", report["total_usd"]))
         print(table(["category", "item", "quantity", "USD/month"], rows))
+        connections = report["connection_budget"]
+        print(
+            f"connections at the stack's maxima: database {connections['database_demand']} of about "
+            f"{connections['database_app_limit']} the {connections['database_class']} leaves the app "
+            f"({connections['database_demand_by_holder']}); broker {connections['broker_demand']} of "
+            f"{connections['broker_limit']}"
+        )
     print("\nnot modelled: " + "; ".join(NOT_MODELLED))
     dev = next((report for report in reports if report["name"] == "dev"), None)
     if dev is not None:
@@ -599,10 +680,16 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             f"target dev <= ${DEV_TARGET_USD:.0f}/month with idle workers at zero: {verdict} "
             f"(total ${dev['total_usd']:.2f}, idle workers at zero: {dev['idle_workers_at_zero']})"
         )
+    previews = [preview_report(network, prices) for network in preview.NETWORKS]
+    full_copy = stack_report("pr-N full copy", "pr-1", prices, {"ephemeral": True})
+    print_previews(previews, full_copy)
     results = {
         "machine": facts,
         "price_table": {"file": PRICES_FILE.name, "compiled_on": prices.data["compiled_on"]},
         "dev_target_usd": DEV_TARGET_USD,
+        "preview_target_usd": PREVIEW_TARGET_USD,
+        "previews": previews,
+        "full_copy": full_copy,
         "stacks": reports,
         "not_modelled": list(NOT_MODELLED),
     }

@@ -1,10 +1,10 @@
 """Scaling reaction model: the deployed worker-scaling policy against bursts of one-second tasks.
 
 For each worker pool of the dev and prod stacks, the policy set the stack deploys (the pool's
-`ScalingConfig.parameters` through `infra.autoscaling.policies.policy_set`: publish interval, alarm
-periods and evaluation periods, cooldowns, wake-up steps) is played by `infra.autoscaling.simulator.simulate`
+`scaling` through `infra.workers.policies.policy_set`: publish interval, alarm periods and
+evaluation periods, cooldowns, wake-up steps) is played by `testkit.scaling_simulator.simulate`
 against a burst of 1,000 and of 10,000 one-second tasks landing at once on an idle pool. Fargate
-start-up is the stated assumption `infra.autoscaling.policies.FARGATE_STARTUP_SECONDS`. Reported per burst:
+start-up is the stated assumption `infra.workers.policies.FARGATE_STARTUP_SECONDS`. Reported per burst:
 time to the first scale-out decision and to the first added worker running, time to drain the
 queue, time back to the minimum, and the worker-minutes used against the ideal (the work
 divided by the pool's concurrency).
@@ -21,10 +21,10 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from bench.report import argument_parser, describe_machine, machine_facts, table, write_results
-from infra.autoscaling.policies import FARGATE_STARTUP_SECONDS, ScalingParameters, policy_set, reaction_times
-from infra.autoscaling.simulator import SimulationSample, simulate
-from infra.config.stack import StackConfig, validate
+from infra.stack import StackConfig, validate
+from infra.workers.policies import FARGATE_STARTUP_SECONDS, PoolScaling, policy_set, reaction_times
 from testkit.program import bare_config
+from testkit.scaling_simulator import SimulationSample, simulate
 
 BURST_SIZES = (1_000, 10_000)
 BURST_TASK_SECONDS = 1
@@ -48,8 +48,8 @@ class BurstOutcome:
     stack: str
     pool: str
     tasks: int
-    min_workers: int
-    max_workers: int
+    min_count: int
+    max_count: int
     concurrency: int
     first_scale_out_s: int | None  # burst -> desired count raised
     first_added_worker_running_s: int | None  # burst -> one more worker than before is running
@@ -64,18 +64,18 @@ class BurstOutcome:
         return self.worker_minutes / self.ideal_worker_minutes
 
 
-def run_burst(stack: str, pool: str, params: ScalingParameters, tasks: int) -> BurstOutcome:
+def run_burst(stack: str, pool: str, params: PoolScaling, tasks: int) -> BurstOutcome:
     policies = policy_set(params)
     # The policy is built for the pool's typical task; the burst's tasks take one second each.
     burst = replace(params, task_seconds=BURST_TASK_SECONDS)
     reaction = reaction_times(params, policies)
-    slots = params.max_workers * params.worker_concurrency
+    slots = params.max_count * params.concurrency
     duration = (
         BURST_AT_SECOND
         + reaction.scale_out_decision
         + FARGATE_STARTUP_SECONDS
         + math.ceil(tasks * BURST_TASK_SECONDS / slots)
-        + reaction.back_to_min(params.max_workers, params.min_workers)
+        + reaction.back_to_min(params.max_count, params.min_count)
         + SIMULATION_MARGIN_SECONDS
     )
     samples = simulate(burst, policies, {BURST_AT_SECOND: tasks}, duration)
@@ -94,25 +94,23 @@ def run_burst(stack: str, pool: str, params: ScalingParameters, tasks: int) -> B
     back = None
     if drained is not None:
         after_drain = after[drained.second - BURST_AT_SECOND :]
-        back = first(
-            lambda s: s.desired == params.min_workers and s.running == params.min_workers, after_drain
-        )
+        back = first(lambda s: s.desired == params.min_count and s.running == params.min_count, after_drain)
     episode = after[: None if back is None else back.second - BURST_AT_SECOND]
     started = sum(max(b.desired - a.desired, 0) for a, b in itertools.pairwise(samples))
     return BurstOutcome(
         stack=stack,
         pool=pool,
         tasks=tasks,
-        min_workers=params.min_workers,
-        max_workers=params.max_workers,
-        concurrency=params.worker_concurrency,
+        min_count=params.min_count,
+        max_count=params.max_count,
+        concurrency=params.concurrency,
         first_scale_out_s=since_burst(scale_out),
         first_added_worker_running_s=since_burst(added_running),
         drained_s=since_burst(drained),
         back_to_min_s=since_burst(back),
         peak_workers=max(sample.running for sample in after),
         worker_minutes=(sum(sample.running for sample in episode) + started * FARGATE_STARTUP_SECONDS) / 60,
-        ideal_worker_minutes=tasks * BURST_TASK_SECONDS / params.worker_concurrency / 60,
+        ideal_worker_minutes=tasks * BURST_TASK_SECONDS / params.concurrency / 60,
     )
 
 
@@ -133,17 +131,17 @@ def policy_table(policies_used: list[dict[str, Any]]) -> str:
             (
                 used["stack"],
                 used["pool"],
-                f"{used['parameters']['min_workers']}-{used['parameters']['max_workers']} x "
-                f"{used['parameters']['worker_concurrency']}",
-                f"{used['parameters']['publish_interval_seconds']} s",
+                f"{used['parameters']['min_count']}-{used['parameters']['max_count']} x "
+                f"{used['parameters']['concurrency']}",
+                f"{used['parameters']['timings']['publish_interval_seconds']} s",
                 round(
-                    used["parameters"]["worker_concurrency"]
+                    used["parameters"]["concurrency"]
                     * used["parameters"]["target_latency_seconds"]
                     / used["parameters"]["task_seconds"]
                 ),
                 f"<= {used['reaction_times']['wake_up_decision']} s",
                 f"<= {used['reaction_times']['scale_out_decision']} s",
-                f"{used['parameters']['scale_in_quiet_minutes']} min quiet, "
+                f"{used['parameters']['timings']['scale_in_quiet_minutes']} min quiet, "
                 f"-1 per {used['reaction_times']['scale_in_step']} s",
             )
             for used in policies_used
@@ -206,7 +204,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     for name, stack, overrides in cases:
         config = stack_config(stack, overrides)
         for pool in config.workers.pools:
-            params = config.scaling.parameters(pool)
+            params = pool.scaling
             reaction = reaction_times(params, policy_set(params))
             policies_used.append(
                 {

@@ -1,4 +1,5 @@
-"""One-time CI/CD setup: the Pulumi state bucket, the KMS key for stack secrets, the GitHub OIDC roles.
+"""One-time CI/CD setup: the Pulumi state bucket, the KMS key for stack secrets, the ECS service-linked
+role, the GitHub OIDC roles.
 
 Run once per AWS account (see docs/delivery.md); its outputs are the repository variables the
 workflows read. The bucket and the key are protected: they hold every stack's state and secrets.
@@ -86,6 +87,27 @@ aws.s3.BucketPolicy(
     "pulumi-state",
     bucket=state_bucket.id,
     policy=state_bucket.arn.apply(lambda arn: json.dumps(access.tls_only_bucket_policy(arn))),
+)
+
+# --- ECS service-linked role --------------------------------------------------------------------
+# ECS makes AWSServiceRoleForECS itself on first use, but in an account that lacks it the first
+# cluster can fail ("Unable to assume the service linked role"). So the bootstrap creates it. Creating
+# one that exists fails, so look first and adopt an existing role instead (the import option); the
+# ECS of every region uses it, so destroying the bootstrap leaves it in place.
+ECS_SERVICE = "ecs.amazonaws.com"
+existing_ecs_role = aws.iam.get_roles(
+    name_regex="^AWSServiceRoleForECS$", path_prefix=f"/aws-service-role/{ECS_SERVICE}/"
+)
+aws.iam.ServiceLinkedRole(
+    "ecs",
+    aws_service_name=ECS_SERVICE,
+    description="Lets Amazon ECS manage the account's clusters and services (djcelery bootstrap)",
+    opts=pulumi.ResourceOptions(
+        import_=next(iter(existing_ecs_role.arns), None),
+        # An adopted role keeps its own description and tags: the import takes them as they are.
+        ignore_changes=["description", "tags"],
+        retain_on_delete=True,
+    ),
 )
 
 # --- GitHub OIDC roles -------------------------------------------------------------------------

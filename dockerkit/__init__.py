@@ -6,7 +6,7 @@
   cannot pull the official one;
 - `app_image`: builds `app/Dockerfile` and measures it;
 - `ecs_run`: `docker run` arguments that start a container the way its ECS container definition says;
-- `lock`: the image's dependency lock (`app/requirements.lock`, written by `scripts/lock-app`);
+- `lock`: reads the image's dependency lock (`app/requirements.lock`, written by `scripts/lock-app` with uv);
 - `prerequisites`: why images cannot be built on this machine, if they cannot.
 
 The image tests (tests/image) and the image benchmark (bench/image.py) use it.

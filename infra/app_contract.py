@@ -63,7 +63,17 @@ SECRET_VARIABLES = (DATABASE_URL, REDIS_URL, DJANGO_SECRET_KEY)
 # Without it the app writes emails to its log.
 EMAIL_URL = "EMAIL_URL"
 
+# Only on the preview base's one-off `tenant` task: the base database's master connection URL
+# (postgres://master:pw@host:5432/postgres?sslmode=require), which creates and drops the previews'
+# roles and databases.
+ADMIN_DATABASE_URL = "ADMIN_DATABASE_URL"
+
 # Plain settings: delivered through `environment`.
+# Before every Redis key the app uses (broker, results, Beat lock, cache, rate limit, metrics, raw
+# keys): empty in a full stack, `pr-<N>:` in a thin preview sharing its base's broker. The app
+# refuses a value that does not match REDIS_KEY_PREFIX_PATTERN.
+REDIS_KEY_PREFIX = "REDIS_KEY_PREFIX"
+REDIS_KEY_PREFIX_PATTERN = r"^([a-z0-9][a-z0-9-]{0,40}:)?$"
 DJANGO_SETTINGS_MODULE = "DJANGO_SETTINGS_MODULE"
 DJANGO_ALLOWED_HOSTS = "DJANGO_ALLOWED_HOSTS"  # comma-separated host names
 DJANGO_CSRF_TRUSTED_ORIGINS = "DJANGO_CSRF_TRUSTED_ORIGINS"  # comma-separated https:// origins
@@ -83,11 +93,21 @@ WELCOME_EMAIL_RETRY_MAX_DELAY_SECONDS = "WELCOME_EMAIL_RETRY_MAX_DELAY_SECONDS" 
 SIGNUP_SWEEP_SECONDS = "SIGNUP_SWEEP_SECONDS"  # Beat schedule of the sweep that re-drives signups
 SIGNUP_REQUEUE_AFTER_SECONDS = "SIGNUP_REQUEUE_AFTER_SECONDS"  # age of a never-published signup
 SIGNUP_RATE_LIMIT = "SIGNUP_RATE_LIMIT"  # signups per client address, e.g. 10/m
+# Not set by the stack: signups per IPv6 /48 (e.g. 60/m), and per web process per minute.
+SIGNUP_PREFIX_RATE_LIMIT = "SIGNUP_PREFIX_RATE_LIMIT"
+SIGNUP_PROCESS_RATE_LIMIT = "SIGNUP_PROCESS_RATE_LIMIT"
 GUNICORN_WORKERS = "GUNICORN_WORKERS"
 GUNICORN_THREADS = "GUNICORN_THREADS"
 GUNICORN_TIMEOUT = "GUNICORN_TIMEOUT"  # request timeout, below the ALB idle timeout
 GUNICORN_KEEPALIVE = "GUNICORN_KEEPALIVE"  # above the ALB idle timeout
 GUNICORN_GRACEFUL_TIMEOUT = "GUNICORN_GRACEFUL_TIMEOUT"  # below the ECS stop timeout
+# comma-separated CIDRs whose clients reach ADMIN_PATH (the web config's adminAllowedCidrs); empty:
+# nobody; 0.0.0.0/0,::/0: everyone. The app checks it after decoding the path (core.admin_fence).
+ADMIN_ALLOWED_CIDRS = "ADMIN_ALLOWED_CIDRS"
+# gunicorn's own variable: the peers whose X-Forwarded-Proto it trusts (the ALB's subnets).
+FORWARDED_ALLOW_IPS = "FORWARDED_ALLOW_IPS"
+# Not set by the stack: seconds a client has to send a whole request (core.buffering_worker).
+GUNICORN_REQUEST_READ_TIMEOUT = "GUNICORN_REQUEST_READ_TIMEOUT"
 # Not set by the stack: seconds a worker stays protected from scale-in after its last task ended.
 WORKER_PROTECTION_IDLE_SECONDS = "WORKER_PROTECTION_IDLE_SECONDS"
 # Set by ECS itself in every container (never by the task definition): the agent's endpoint, where
@@ -108,6 +128,14 @@ MEDIA_S3_ENDPOINT_URL = "MEDIA_S3_ENDPOINT_URL"
 # pointed at a restored database, which gives every task definition a new revision, so every
 # service restarts and reads the new DATABASE_URL (ECS reads secrets only when a task starts).
 DATABASE_INSTANCE = "DATABASE_INSTANCE"
+# Not read by the app: a digest of the versions of the values tasks read through `secrets`. A new
+# value of any secret changes it, so every task definition gets a new revision and every task
+# restarts with the new value (ECS reads secrets only when a container starts). Its name has none of
+# the words scanners take for a secret (SECRET, PASSWORD, TOKEN, KEY: Trivy AVD-AWS-0036).
+SECURE_CONFIG_DIGEST = "SECURE_CONFIG_DIGEST"
+# The digest (sha256:...) of the image every container runs, from the stack's image reference:
+# workers log it with each task's outcome, so a release canary counts the new image's task runs.
+IMAGE_DIGEST = "IMAGE_DIGEST"
 
 
 # --- Role commands (container `command`, run from APP_WORKDIR, no shell) ---------------------
@@ -119,9 +147,14 @@ def web_command() -> list[str]:
 
 
 def worker_command(
-    pool: str, queues: Sequence[str], concurrency: int, prefetch_multiplier: int = 1
+    pool: str,
+    queues: Sequence[str],
+    concurrency: int,
+    prefetch_multiplier: int = 1,
+    max_memory_per_child_mib: int = 0,
 ) -> list[str]:
-    """The worker of one pool; the settings' prefetch multiplier (1) unless the pool asks for more."""
+    """The worker of one pool; the settings' prefetch multiplier (1) unless the pool asks for more,
+    and a per-process memory limit (Celery takes KiB) if the pool sets one."""
     if not queues:
         raise ValueError(f"worker pool {pool!r} serves no queue")
     command = [
@@ -135,6 +168,8 @@ def worker_command(
     ]
     if prefetch_multiplier != 1:
         command += ["--prefetch-multiplier", str(prefetch_multiplier)]
+    if max_memory_per_child_mib:
+        command += ["--max-memory-per-child", str(max_memory_per_child_mib * 1024)]
     return command
 
 
@@ -152,6 +187,21 @@ def release_state_command(*flags: str) -> list[str]:
     """What the image releases (tasks, queues, Beat, migrations) as marked lines: the release gate
     runs it with the migrate task definition before migrating (--applied, --live)."""
     return ["python", "manage.py", "release_state", *flags]
+
+
+def preview_tenant_command(
+    action: str, connection_limit: int | None = None, database_url_secret: str | None = None
+) -> list[str]:
+    """Creates (`create`, with the role's CONNECTION LIMIT) or drops (`drop`) a thin preview's role,
+    database and broker keys on its base, from ADMIN_DATABASE_URL, REDIS_URL, REDIS_KEY_PREFIX and
+    the preview's DATABASE_URL (read from the secret `database_url_secret`, else the variable);
+    `orphans` lists what previews no longer kept left on the base."""
+    command = ["python", "manage.py", "preview_tenant", action]
+    if connection_limit is not None:
+        command += ["--connection-limit", str(connection_limit)]
+    if database_url_secret is not None:
+        command += ["--database-url-secret", database_url_secret]
+    return command
 
 
 def queue_metrics_command() -> list[str]:

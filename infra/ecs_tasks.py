@@ -7,13 +7,17 @@ errors carry ECS's own reasons, and each caller words them for its audience.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 STOPPED = "STOPPED"
+# How often a one-off task is polled while it runs (the release, a canary).
+DEFAULT_POLL_INTERVAL_SECONDS = 6.0
+Sleep = Callable[[float], None]
+Clock = Callable[[], float]
 NO_REASON = "no reason given"
 
 

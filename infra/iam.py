@@ -33,7 +33,7 @@ def statement(
     resources: str | Sequence[str] | None = None,
     *,
     effect: Literal["Allow", "Deny"] = "Allow",
-    principal: str | Mapping[str, str] | None = None,
+    principal: str | Mapping[str, str | Sequence[str]] | None = None,
     condition: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> Statement:
     """One statement; a single action or resource stays a string, as AWS shows it."""

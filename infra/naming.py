@@ -23,6 +23,8 @@ MAX_PREFIX_LENGTH = 40  # leaves room for suffixes within RDS's 63 characters
 class StackNames:
     project: str
     stack: str
+    # The stack whose ECS cluster the services run in: a thin preview's base; None: this stack's own.
+    cluster_stack: str | None = None
 
     def __post_init__(self) -> None:
         if not NAME_PATTERN.match(self.prefix) or len(self.prefix) > MAX_PREFIX_LENGTH:
@@ -36,6 +38,11 @@ class StackNames:
     def prefix(self) -> str:
         """e.g. djcelery-dev: the cluster's name, and the start of every other fixed name."""
         return f"{self.project}-{self.stack}"
+
+    @property
+    def cluster(self) -> str:
+        """The ECS cluster's name (services, autoscaling targets and task ARNs are under it)."""
+        return f"{self.project}-{self.cluster_stack or self.stack}"
 
     def service(self, name: str) -> str:
         """An ECS service's name, known before deployment (the publisher's config names them)."""
@@ -63,3 +70,13 @@ class Cloud:
 
     region: pulumi.Output[str]
     account_id: pulumi.Output[str]
+
+
+@dataclass(frozen=True)
+class StackContext:
+    """What every wiring of the program starts from: the stack's names, where it is, and the
+    options of every resource (the stack's own AWS provider, which tags everything)."""
+
+    names: StackNames
+    cloud: Cloud
+    opts: pulumi.ResourceOptions

@@ -71,6 +71,7 @@ def container_env(database_url: str, redis_url: str, **overrides: str) -> dict[s
         app_contract.DJANGO_ALLOWED_HOSTS: "app.example.com,localhost,127.0.0.1",
         # Every request comes from this machine's one address; the per-client limit is tested apart.
         app_contract.SIGNUP_RATE_LIMIT: "100000/m",
+        app_contract.SIGNUP_PROCESS_RATE_LIMIT: "100000",
         "PYTHONUNBUFFERED": "1",
     }
     env.update(overrides)
@@ -179,8 +180,9 @@ def port_open(port: int) -> bool:
 class RedisServer:
     """A throwaway redis-server on a free port, for tests that stop and restart Redis."""
 
-    def __init__(self) -> None:
+    def __init__(self, *options: str) -> None:
         self.port = free_port()
+        self.options = list(options)  # more redis-server options, e.g. "--maxmemory", "1"
         self.process: AppProcess | None = None
 
     @property
@@ -189,7 +191,7 @@ class RedisServer:
 
     def start(self) -> None:
         command = [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1"]
-        command += ["--save", "", "--appendonly", "no"]
+        command += ["--save", "", "--appendonly", "no", *self.options]
         self.process = AppProcess("redis-server", command, os.environ, cwd=Path(tempfile.gettempdir()))
         wait_for(lambda: port_open(self.port), timeout=10, message="redis-server did not start")
 

@@ -14,10 +14,10 @@ import json
 import os
 import runpy
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pulumi
 import yaml
@@ -28,6 +28,9 @@ from pulumi.runtime.stack import Stack
 ROOT = Path(__file__).resolve().parents[1]
 PROJECT_FILE = ROOT / "Pulumi.yaml"
 ACCOUNT_ID = "123456789012"
+LIST_IMAGES = "aws:ecr/getImages:getImages"
+DYNAMIC_RESOURCE = "pulumi-python:dynamic:Resource"
+STACK_REFERENCE = "pulumi:pulumi:StackReference"
 REGION = "us-east-1"
 AVAILABILITY_ZONES = ("us-east-1a", "us-east-1b", "us-east-1c")
 # What the owner of a stack sets with `pulumi config set` before its first deploy, because no stack
@@ -37,6 +40,7 @@ AVAILABILITY_ZONES = ("us-east-1a", "us-east-1b", "us-east-1c")
 # `owner_config=False` for the stack file as the repository ships it.
 OWNER_CONFIG: dict[str, dict[str, object]] = {
     "prod": {"domainName": "app.example.com", "hostedZoneId": "Z0EXAMPLE1234567890AB"},
+    "preview-base": {"previewDomain": "preview.example.com", "previewHostedZoneId": "Z0EXAMPLE1234567890AB"},
 }
 
 
@@ -49,12 +53,16 @@ class RecordedResource:
     parent: str | None  # parent URN, None for resources parented to the stack
     dependencies: tuple[str, ...]  # URNs the resource depends on (depends_on and inputs)
     # Resource options the engine acts on: protect, retainOnDelete, deleteBeforeReplace,
-    # ignoreChanges, importId (engine property names) and provider (its reference, "" for the default).
+    # ignoreChanges, importId, customTimeouts (engine property names) and provider (its reference,
+    # "" for the default).
     options: dict[str, Any] = field(default_factory=dict)
     id: str = ""  # the (fabricated) physical id
     state: dict[str, Any] = field(default_factory=dict)  # the (fabricated) outputs: inputs plus computed
     explicit_dependencies: tuple[str, ...] = ()  # `depends_on`, as the SDK sent it
     property_dependencies: dict[str, tuple[str, ...]] = field(default_factory=dict)  # input -> URNs
+    # The `aliases` option as the SDK sent it: {"urn": ...} or a spec (name, type, stack, project,
+    # parentUrn, noParent); the engine resolves them (testkit/engine/aliases.py).
+    alias_specs: tuple[dict[str, Any], ...] = ()
 
 
 @dataclass
@@ -64,6 +72,8 @@ class ProgramRun:
     outputs: dict[str, Any]  # stack exports, plain values
     # The stack's config with bare keys, as `infra.config.validate()` takes it.
     config: dict[str, str] = field(default_factory=dict)
+    # Outputs exported as secrets: `pulumi stack output` shows them as [secret].
+    secret_outputs: frozenset[str] = frozenset()
 
     def of_type(self, type_token: str) -> list[RecordedResource]:
         return [resource for resource in self.resources if resource.type == type_token]
@@ -163,7 +173,7 @@ def bare_config(
 def unwrap_secrets(value: Any) -> Any:
     """Replaces the SDK's secret envelopes ({<sig>: <secret sig>, "value": v}) by their values."""
     if isinstance(value, dict):
-        if value.get(rpc._special_sig_key) == rpc._special_secret_sig:
+        if _is_secret(value):
             return unwrap_secrets(value["value"])
         return {key: unwrap_secrets(item) for key, item in value.items()}
     if isinstance(value, list):
@@ -180,7 +190,24 @@ def _arn(service: str, resource: str) -> str:
 
 
 class FabricatingMocks(Mocks):
-    """Answers like the AWS, Docker and Random providers would, with deterministic fake values."""
+    """Answers like the AWS, Docker and Random providers would, with deterministic fake values.
+
+    `ecr_images` is what the stack's image repository already holds (tag -> digest), as ECR's
+    ListImages would answer: empty, as for a new stack, unless a test says otherwise. `released` is
+    what the release's provider reports once the image ran (tasks, routes, `beat_schedule`, ...):
+    nothing unless a test says what the image holds.
+    """
+
+    def __init__(
+        self,
+        ecr_images: Mapping[str, str] | None = None,
+        released: Mapping[str, Any] | None = None,
+        stacks: Mapping[str, ProgramRun] | None = None,
+    ) -> None:
+        super().__init__()
+        self.ecr_images = dict(ecr_images or {})
+        self.released = dict(released or {})
+        self.stacks = dict(stacks or {})  # stack name (org/project/stack) -> its run, for StackReference
 
     def new_resource(self, args: MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
         inputs = unwrap_secrets(args.inputs)
@@ -189,9 +216,16 @@ class FabricatingMocks(Mocks):
         suffix = _digest(args.typ, args.name)[:8]
         state = dict(inputs)
         # Auto-naming happens in the engine; fabricate the physical name it would choose.
-        physical_name = inputs.get("name") or f"{args.name}-{suffix}"
+        # A read (`Resource.get`) names an existing resource by its id.
+        physical_name = inputs.get("name") or args.resource_id or f"{args.name}-{suffix}"
         state.setdefault("name", physical_name)
         state.update(self._computed(args.typ, args.name, physical_name, suffix, inputs))
+        if args.typ == DYNAMIC_RESOURCE and "consumed_queues" in inputs:  # the release (MigrationRun)
+            state.update(self.released)
+        referenced = self.stacks.get(str(inputs.get("name"))) if args.typ == STACK_REFERENCE else None
+        if referenced is not None:
+            state["outputs"] = dict(referenced.outputs)
+            state["secretOutputNames"] = sorted(referenced.secret_outputs)
         resource_id = state.pop("id", None) or f"{args.name}-{suffix}"
         return resource_id, state
 
@@ -209,7 +243,18 @@ class FabricatingMocks(Mocks):
         return computed
 
     def call(self, args: MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
+        if args.token == LIST_IMAGES:
+            return self._repository_images(args.args.get("repositoryName")), []
         return self._data_source(args), []
+
+    def _repository_images(self, repository: str | None) -> dict[str, Any]:
+        return {
+            "imageIds": [{"imageTag": tag, "imageDigest": digest} for tag, digest in self.ecr_images.items()],
+            "repositoryName": repository,
+            "registryId": ACCOUNT_ID,
+            "region": REGION,
+            "id": repository,
+        }
 
     def _data_source(self, args: MockCallArgs) -> dict[str, Any]:
         match args.token:
@@ -331,7 +376,8 @@ def _password(made: _Fabrication) -> dict[str, Any]:
 
 
 def _stack_reference(made: _Fabrication) -> dict[str, Any]:
-    """Another stack's outputs, as `pulumi.StackReference` reads them (a built image by digest)."""
+    """Another stack's outputs, as `pulumi.StackReference` reads them (a built image by digest);
+    a stack the run was given (`stacks`) answers with its own recorded outputs instead."""
     stack = str(made.inputs.get("name", made.name)).rsplit("/", 1)[-1]
     repository = f"{ACCOUNT_ID}.dkr.ecr.{REGION}.amazonaws.com/{project_name()}-{stack}-repository"
     image_ref = f"{repository}@sha256:{_digest('image', stack)}"
@@ -411,7 +457,10 @@ _FABRICATED: dict[str, Callable[[_Fabrication], dict[str, Any]]] = {
         "uniqueId": f"AROA{made.suffix}",
     },
     "aws:secretsmanager/secret:Secret": _secret,
-    "aws:secretsmanager/secretVersion:SecretVersion": lambda made: {"versionId": f"version-{made.suffix}"},
+    # Secrets Manager gives every new value a new VersionId (PutSecretValue, ClientRequestToken).
+    "aws:secretsmanager/secretVersion:SecretVersion": lambda made: {
+        "versionId": f"version-{_digest(made.name, made.inputs.get('secretString'))[:32]}"
+    },
     "random:index/randomId:RandomId": lambda made: {
         "hex": made.suffix,
         "dec": str(int(made.suffix, 16)),
@@ -420,8 +469,31 @@ _FABRICATED: dict[str, Callable[[_Fabrication], dict[str, Any]]] = {
     },
     "random:index/randomPassword:RandomPassword": _password,
     "random:index/randomString:RandomString": _password,
-    "pulumi:pulumi:StackReference": _stack_reference,
+    STACK_REFERENCE: _stack_reference,
 }
+
+
+async def _secret_names(exports: Mapping[str, Any]) -> list[str]:
+    """The names of the outputs the program exported as secrets."""
+    return [name for name, value in exports.items() if await pulumi.Output.from_input(value).is_secret()]
+
+
+def _is_secret(value: Any) -> bool:
+    return isinstance(value, dict) and value.get(rpc._special_sig_key) == rpc._special_secret_sig
+
+
+def _alias_spec(alias: Any) -> dict[str, Any]:
+    if alias.urn:
+        return {"urn": alias.urn}
+    spec = alias.spec
+    return {
+        "name": spec.name,
+        "type": spec.type,
+        "stack": spec.stack,
+        "project": spec.project,
+        "parentUrn": spec.parentUrn,
+        "noParent": spec.noParent,
+    }
 
 
 class RecordingMonitor(MockMonitor):
@@ -455,6 +527,7 @@ class RecordingMonitor(MockMonitor):
                         dependencies=tuple(sorted(dependencies)),
                         explicit_dependencies=tuple(sorted(request.dependencies)),
                         property_dependencies=property_dependencies,
+                        alias_specs=tuple(_alias_spec(alias) for alias in request.aliases),
                         id=response.id,
                         state=unwrap_secrets(self.resources[response.urn].state),
                         options={
@@ -464,6 +537,11 @@ class RecordingMonitor(MockMonitor):
                             "ignoreChanges": tuple(request.ignoreChanges),
                             "provider": request.provider,  # "<provider URN>::<id>", "" for the default
                             "importId": request.importId,  # "" unless the resource is imported
+                            "customTimeouts": {
+                                operation: getattr(request.customTimeouts, operation)
+                                for operation in ("create", "update", "delete")
+                                if getattr(request.customTimeouts, operation)
+                            },
                         },
                     )
                 )
@@ -475,17 +553,24 @@ def run_program(
     overrides: Mapping[str, object] | None = None,
     preview: bool = False,
     owner_config: bool = True,
+    ecr_images: Mapping[str, str] | None = None,
+    released: Mapping[str, Any] | None = None,
+    stacks: Mapping[str, ProgramRun] | None = None,
 ) -> ProgramRun:
-    """Runs infra/ for `stack`; raises ProgramFailed (with what was declared so far) if it raises."""
+    """Runs infra/ for `stack`; raises ProgramFailed (with what was declared so far) if it raises.
+    `ecr_images`: the tags (-> digests) the stack's repository already holds; `released`: what
+    the release reports of the image; `stacks`: runs of other stacks a StackReference reads, by
+    their full name (FabricatingMocks)."""
     project = project_name()
     config = stack_config(stack, overrides, owner_config)
-    mocks = FabricatingMocks()
+    mocks = FabricatingMocks(ecr_images, released, stacks)
     monitor = RecordingMonitor(mocks)
     pulumi.runtime.reset_options(project=project, stack=stack, preview=preview)
     pulumi.runtime.set_mocks(mocks, project=project, stack=stack, preview=preview, monitor=monitor)
     pulumi.runtime.set_all_config(config, [])
     program_dir = ROOT / (yaml.safe_load(PROJECT_FILE.read_text()).get("main") or ".")
     outputs: dict[str, Any] = {}
+    secret_outputs: set[str] = set()
 
     @pulumi.runtime.test  # type: ignore[untyped-decorator]
     def run() -> pulumi.Output[None]:
@@ -498,7 +583,12 @@ def run_program(
             os.chdir(previous_cwd)
         root = pulumi.runtime.get_root_resource()
         assert isinstance(root, Stack), "the program runs under a root stack resource"
-        return pulumi.Output.from_input(root.outputs).apply(outputs.update)
+        names: pulumi.Output[list[str]] = pulumi.Output.from_input(
+            cast(Awaitable[list[str]], _secret_names(root.outputs))
+        )
+        secrets = names.apply(secret_outputs.update)
+        exported = pulumi.Output.from_input(root.outputs).apply(outputs.update)
+        return pulumi.Output.all(exported, secrets).apply(lambda _: None)
 
     try:
         run()
@@ -509,4 +599,5 @@ def run_program(
         resources=list(monitor.recorded),
         outputs=unwrap_secrets(outputs),
         config=bare_config(stack, overrides, owner_config),
+        secret_outputs=frozenset(secret_outputs),
     )

@@ -13,7 +13,8 @@ from core.task_protection import TaskProtection
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
 
-app = Celery("config")
+# Runs Beat sends for a schedule entry keep its overlap policy and record their outcome.
+app = Celery("config", task_cls="core.scheduled_task:ScheduledTask")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 # celery-redbeat checks for its settings under their plain names and, not finding them, would
 # fall back to the broker's options (and warn).

@@ -20,7 +20,9 @@ def env_int(name: str, default: int) -> int:
 
 
 bind = "0.0.0.0:8000"
-worker_class = "gthread"
+# gthread with a buffering front: a request reaches a thread once it has arrived whole, so
+# clients that trickle headers or bodies cannot hold every thread (core.buffering_worker).
+worker_class = "core.buffering_worker.BufferingThreadWorker"
 workers = env_int("GUNICORN_WORKERS", 2)
 threads = env_int("GUNICORN_THREADS", 4)
 # Longer than the ALB idle timeout, so the ALB never reuses a connection gunicorn already closed
@@ -35,10 +37,15 @@ max_requests = 1000
 max_requests_jitter = 100
 # The worker heartbeat file goes to the writable tmpfs (the root file system is read-only).
 worker_tmp_dir = "/tmp"  # noqa: S108
-# Only the load balancer can reach the container port; trust its X-Forwarded-* headers.
-forwarded_allow_ips = "*"
+# Only the load balancer's X-Forwarded-Proto is trusted, and only from its subnets (the stack sets
+# FORWARDED_ALLOW_IPS; gunicorn's default is this machine). The ALB sets X-Forwarded-Proto itself;
+# X-Forwarded-Ssl, X-Forwarded-Protocol, SCRIPT_NAME or PATH_INFO would come from the client.
+forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS") or "127.0.0.1,::1"
+secure_scheme_headers = {"X-FORWARDED-PROTO": "https"}
+forwarder_headers = ""
 
 accesslog = "-"
+logger_class = "core.access_log.BoundedAccessLogger"
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()
 access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms request_id=%({x-request-id}o)s agent="%(a)s"'
@@ -47,7 +54,11 @@ logconfig_dict = {
     "disable_existing_loggers": False,
     "formatters": {"json": JSON_FORMATTER},
     "handlers": {
-        "stdout": {"class": "logging.StreamHandler", "stream": "ext://sys.stdout", "formatter": "json"},
+        "stdout": {
+            "class": "core.logging.RedactedStreamHandler",
+            "stream": "ext://sys.stdout",
+            "formatter": "json",
+        },
     },
     # gunicorn merges this into its defaults, whose root logger names a handler replaced here.
     "root": {"handlers": ["stdout"], "level": "INFO"},

@@ -10,9 +10,16 @@ import threading
 from celery import VERSION_BANNER, bootsteps
 from celery.apps.beat import Beat
 from celery.apps.worker import Worker
-from celery.signals import setup_logging, task_postrun, task_prerun, worker_shutting_down
+from celery.signals import (
+    setup_logging,
+    task_postrun,
+    task_prerun,
+    worker_process_init,
+    worker_shutting_down,
+)
 from django.conf import settings
 from django.db import close_old_connections
+from django.db.backends.signals import connection_created
 
 from core.heartbeat import touch
 from core.logging import JsonLineStream
@@ -33,10 +40,14 @@ def print_json_only(logger_name: str) -> None:
     Warnings (e.g. Celery's SecurityWarning) go through logging; stray prints to stdout become JSON
     lines. Celery's plain-text shutdown notices are dropped (they write to the file descriptor of
     stdout unless it has none); the worker_shutting_down receiver below logs the shutdown instead.
+    What Python itself prints to stderr (the traceback of a failing exit handler or finalizer, of
+    an exception in a thread) becomes JSON too, a traceback one record.
     """
     use_django_logging()
     if not isinstance(sys.stdout, JsonLineStream):
         sys.stdout = sys.__stdout__ = JsonLineStream(sys.__stdout__, logger_name)
+    if not isinstance(sys.stderr, JsonLineStream):
+        sys.stderr = JsonLineStream(sys.__stderr__, logger_name, level=logging.WARNING)
 
 
 class JsonStartupWorker(Worker):
@@ -77,6 +88,24 @@ def apply_connection_lifetime(sender=None, **kwargs) -> None:
     """
     if not getattr(sender.request, "is_eager", False):
         close_old_connections()
+
+
+@worker_process_init.connect
+def bound_database_waits_by_the_task_limit(**kwargs) -> None:
+    """A task's statements and lock waits are bounded by its hard time limit, not by the web's request
+    bounds (settings.DATABASE_LOCK_TIMEOUT_MS, DATABASE_STATEMENT_TIMEOUT_MS): a report may query for
+    minutes, and a task that waits out a migration's lock just runs late. Every connection this pool
+    process opens (none is inherited across the fork) gets the task's bounds."""
+    connection_created.connect(_apply_task_bounds, weak=False, dispatch_uid="task-database-bounds")
+
+
+def _apply_task_bounds(sender, connection, **kwargs) -> None:
+    limit_ms = str(settings.CELERY_TASK_TIME_LIMIT * 1000)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT set_config('lock_timeout', %s, false), set_config('statement_timeout', %s, false)",
+            [limit_ms, limit_ms],
+        )
 
 
 class WorkerHeartbeat(bootsteps.StartStopStep):

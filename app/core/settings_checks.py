@@ -63,11 +63,12 @@ def retry_problems(s: Mapping[str, Any]) -> list[str]:
     for name in ("SIGNUP_SWEEP_SECONDS", "SIGNUP_REQUEUE_AFTER_SECONDS"):
         if s[name] <= 0:
             problems.append(f"{name} must be a positive number of seconds, got {s[name]}")
-    if not RATE_PATTERN.match(s["SIGNUP_RATE_LIMIT"]):
-        problems.append(
-            "SIGNUP_RATE_LIMIT must be a count per period such as 10/m or 100/h, "
-            f"got {s['SIGNUP_RATE_LIMIT']!r}"
-        )
+    for name in ("SIGNUP_RATE_LIMIT", "SIGNUP_PREFIX_RATE_LIMIT"):
+        if not RATE_PATTERN.match(s[name]):
+            problems.append(f"{name} must be a count per period such as 10/m or 100/h, got {s[name]!r}")
+    process_limit = s["SIGNUP_PROCESS_RATE_LIMIT"]
+    if process_limit <= 0:
+        problems.append(f"SIGNUP_PROCESS_RATE_LIMIT must be a positive count, got {process_limit}")
     return problems
 
 

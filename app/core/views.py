@@ -1,28 +1,22 @@
-"""Readiness: can this process reach PostgreSQL and Redis right now?
+"""Readiness: can this process reach PostgreSQL and write to Redis right now?
 
 Not used by the ALB health check (that is /healthz, see core.middleware): a database failover
 must not make ECS replace every web task. /readyz is for monitoring and deploy smoke tests.
 """
 
 import logging
-from functools import lru_cache
 
-import redis
-from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.http import require_GET
 
+from core.app_redis import redis_client, redis_key
+
 logger = logging.getLogger(__name__)
 
 CHECK_TIMEOUT_SECONDS = 2
-
-
-@lru_cache(maxsize=4)
-def redis_client(url: str) -> redis.Redis:
-    return redis.Redis.from_url(
-        url, socket_connect_timeout=CHECK_TIMEOUT_SECONDS, socket_timeout=CHECK_TIMEOUT_SECONDS
-    )
+# One small key, written by every check, expiring by itself.
+READINESS_KEY = "readyz:write-check"
 
 
 def database_is_up() -> bool:
@@ -36,10 +30,12 @@ def database_is_up() -> bool:
 
 
 def redis_is_up() -> bool:
+    """Redis answers and takes writes: a replica (READONLY after a failover) or a full one under
+    noeviction (OOM) answers PING yet refuses every publish."""
     try:
-        redis_client(settings.REDIS_URL).ping()
+        redis_client().set(redis_key(READINESS_KEY), "1", ex=CHECK_TIMEOUT_SECONDS * 30)
     except Exception:
-        logger.warning("readiness: Redis is unreachable", exc_info=True)
+        logger.warning("readiness: Redis is unreachable or refuses writes", exc_info=True)
         return False
     return True
 

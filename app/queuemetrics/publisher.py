@@ -3,8 +3,11 @@
 One tick reads, per worker pool: the waiting messages of each queue (every priority list), the
 age of the oldest waiting message, the in-flight messages (kombu's `unacked` hash), the
 pool's desired/running worker counts from ECS, and the run time and queue wait of the tasks its
-workers finished since the last tick (queuemetrics.task_stats); and the application's gauges
-(schema.APP_METRICS, e.g. failed welcome emails). It then sends every datapoint in one batched
+workers finished since the last tick (queuemetrics.task_stats); per Beat schedule entry, the
+seconds since its last success and the runs skipped or overlapped since the last tick
+(core.schedule_state); the messages in the dead-letter list (core.dead_letters); and the
+application's gauges (schema.APP_METRICS, e.g. failed welcome
+emails). It then sends every datapoint in one batched
 `PutMetricData` call. A tick that cannot read the broker publishes nothing: a made-up zero would
 tell the scaling policies that the queue is empty. Gauges that cannot be read (database down) are left out.
 """
@@ -25,6 +28,7 @@ from typing import Any
 import redis
 from botocore.exceptions import BotoCoreError, ClientError
 
+from core import dead_letters, schedule_state
 from queuemetrics import schema
 
 logger = logging.getLogger(__name__)
@@ -239,6 +243,26 @@ def task_stats_data(stats: Mapping[str, schema.TaskStats], now: float) -> list[d
     return data
 
 
+def schedule_data(records: Mapping[str, schedule_state.EntryRecord], now: float) -> list[dict[str, Any]]:
+    """Per entry: seconds since its last success (left out while Beat has never scheduled it, so
+    the entry's alarm sees missing data), and its skipped and overlapped runs since the last tick."""
+    timestamp = datetime.fromtimestamp(now, UTC)
+    data = []
+    for entry, record in records.items():
+        since_success = record.seconds_since_success(now)
+        if since_success is not None:
+            data.append(
+                datum(schema.PERIODIC_TASK_SECONDS_SINCE_SUCCESS, since_success, timestamp, entry=entry)
+            )
+        data.append(
+            datum(schema.PERIODIC_TASK_SKIPPED_RUNS, record.skipped_unpublished, timestamp, entry=entry)
+        )
+        data.append(
+            datum(schema.PERIODIC_TASK_OVERLAPPED_RUNS, record.overlapped_unpublished, timestamp, entry=entry)
+        )
+    return data
+
+
 def statistic_datum(
     metric: schema.MetricDefinition, summary: schema.Summary, timestamp: datetime, pool: str
 ) -> dict[str, Any]:
@@ -254,13 +278,14 @@ def datum(
     timestamp: datetime,
     pool: str | None = None,
     queue: str | None = None,
+    entry: str | None = None,
 ) -> dict[str, Any]:
     """One PutMetricData datapoint."""
     return {
         "MetricName": metric.name,
         "Dimensions": [
             {"Name": name, "Value": dimension_value}
-            for name, dimension_value in schema.dimensions(metric, pool, queue).items()
+            for name, dimension_value in schema.dimensions(metric, pool, queue, entry).items()
         ],
         "Timestamp": timestamp,
         "Value": value,
@@ -276,11 +301,13 @@ GaugeReader = Callable[[], Mapping[schema.MetricDefinition, float]]
 
 @dataclass(frozen=True)
 class PublishTarget:
-    """What is measured (the pools and their ECS services) and where the metrics go."""
+    """What is measured (the pools and their ECS services, the Beat schedule's entries) and where
+    the metrics go."""
 
     namespace: str
     cluster: str
     pools: tuple[schema.PoolSpec, ...]
+    entries: tuple[str, ...] = ()
 
 
 class QueueMetricsPublisher:
@@ -304,6 +331,7 @@ class QueueMetricsPublisher:
         self.namespace = target.namespace
         self.cluster = target.cluster
         self.pools = tuple(target.pools)
+        self.entries = tuple(target.entries)
         self.layout = layout
         self.gauge_readers = tuple(gauge_readers)
         self.clock = clock
@@ -314,12 +342,16 @@ class QueueMetricsPublisher:
             queues = read_queues(self.redis, self.layout, all_queues)
             in_flight = read_in_flight(self.redis, self.layout)
             measured = drain_task_stats(self.redis, self.layout, [spec.pool for spec in self.pools])
+            entries = schedule_state.drain_records(self.redis, self.entries)
+            waiting_dead_letters = dead_letters.depth(self.redis)
         except redis.RedisError as error:
             logger.error("broker unreachable, publishing nothing this interval: %s", error)
             return TickOutcome.BROKER_UNREACHABLE
         now = self.clock()
         data = metric_data(self.pools, queues, in_flight, self._worker_counts(), now)
         data += task_stats_data(measured, now)
+        data += schedule_data(entries, now)
+        data.append(datum(schema.DEAD_LETTERS, waiting_dead_letters, datetime.fromtimestamp(now, UTC)))
         data += self._gauges(datetime.fromtimestamp(now, UTC))
         try:
             for start in range(0, len(data), MAX_DATUMS_PER_REQUEST):

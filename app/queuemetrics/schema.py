@@ -25,6 +25,8 @@ _TASK_STATS_KEY = "queuemetrics:task-stats:{pool}"
 
 POOL_DIMENSION = "Pool"
 QUEUE_DIMENSION = "Queue"
+# A Beat schedule entry, by its name in CELERY_BEAT_SCHEDULE.
+ENTRY_DIMENSION = "Entry"
 
 _NAMESPACE_SUFFIX = "CeleryQueues"
 # CloudWatch namespaces: these characters, at most 255 of them, never starting with "AWS/".
@@ -128,6 +130,38 @@ WELCOME_EMAILS_RETRYING = MetricDefinition(
     "Queued signups with at least one failed delivery attempt: the mail server is refusing or down.",
 )
 
+# Read from the broker's Redis with the queues (core.dead_letters): one value per stack.
+DEAD_LETTERS = MetricDefinition(
+    "DeadLetters",
+    "Count",
+    (),
+    "Task messages in the dead-letter list: delivered too often without finishing (killed, out of "
+    "memory), too large, or not messages at all. Listed and replayed with manage.py dead_letters.",
+)
+
+# Per Beat schedule entry (core.schedules), read from the entry's records in Redis (core.schedule_state).
+PERIODIC_TASK_SECONDS_SINCE_SUCCESS = MetricDefinition(
+    "PeriodicTaskSecondsSinceSuccess",
+    "Seconds",
+    (ENTRY_DIMENSION,),
+    "Seconds since a run of the entry last succeeded (before its first success: since Beat first "
+    "scheduled it). Not published while Beat has never scheduled the entry.",
+)
+PERIODIC_TASK_SKIPPED_RUNS = MetricDefinition(
+    "PeriodicTaskSkippedRuns",
+    "Count",
+    (ENTRY_DIMENSION,),
+    "Runs of the entry skipped since the last interval: missed while Beat could not send them and not "
+    "made up (its catch_up policy), or not started within the entry's deadline.",
+)
+PERIODIC_TASK_OVERLAPPED_RUNS = MetricDefinition(
+    "PeriodicTaskOverlappedRuns",
+    "Count",
+    (ENTRY_DIMENSION,),
+    "Runs of the entry not started since the last interval because its previous run still ran "
+    "(overlap: skip).",
+)
+
 QUEUE_METRICS = (QUEUE_WAITING, QUEUE_OLDEST_AGE)
 POOL_METRICS = (
     POOL_OLDEST_AGE,
@@ -140,7 +174,14 @@ POOL_METRICS = (
 )
 # Published for a pool only in intervals in which its workers finished tasks.
 TASK_METRICS = (POOL_TASK_RUN_SECONDS, POOL_QUEUE_WAIT_SECONDS)
-APP_METRICS = (WELCOME_EMAILS_FAILED, WELCOME_EMAILS_RETRYING)
+# One value per stack: the gauges of the app, and the dead letters (read with the queues).
+APP_METRICS = (WELCOME_EMAILS_FAILED, WELCOME_EMAILS_RETRYING, DEAD_LETTERS)
+# Published every interval for every entry of the Beat schedule.
+ENTRY_METRICS = (
+    PERIODIC_TASK_SECONDS_SINCE_SUCCESS,
+    PERIODIC_TASK_SKIPPED_RUNS,
+    PERIODIC_TASK_OVERLAPPED_RUNS,
+)
 # Metrics that need the ECS worker counts; a tick without them still publishes the rest.
 WORKER_COUNT_METRICS = (POOL_DESIRED_WORKERS, POOL_RUNNING_WORKERS, BACKLOG_PER_WORKER, WAKE_UP_BACKLOG)
 
@@ -160,13 +201,40 @@ def validate_namespace(namespace: str) -> None:
         )
 
 
-def dimensions(metric: MetricDefinition, pool: str | None = None, queue: str | None = None) -> dict[str, str]:
+def dimensions(
+    metric: MetricDefinition, pool: str | None = None, queue: str | None = None, entry: str | None = None
+) -> dict[str, str]:
     """The dimension values of one metric, keyed by dimension name in the metric's order."""
-    values = {POOL_DIMENSION: pool, QUEUE_DIMENSION: queue}
+    values = {POOL_DIMENSION: pool, QUEUE_DIMENSION: queue, ENTRY_DIMENSION: entry}
     missing = [name for name in metric.dimensions if values[name] is None]
     if missing:
         raise ValueError(f"metric {metric.name} needs dimension(s) {', '.join(missing)}")
     return {name: str(values[name]) for name in metric.dimensions}
+
+
+# Beat entry names become a CloudWatch dimension value (ASCII only) and part of an alarm name
+# (255 characters at most, with the stack's prefix).
+ENTRY_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._/-]{0,199}$")
+ENTRY_NAME_RULE = "1-200 ASCII letters, digits, spaces and . _ / -, starting with a letter or digit"
+
+# An entry is stale when it has not succeeded for max(STALE_AFTER_PERIODS x its period,
+# STALE_AFTER_MINIMUM_SECONDS): the defaults of the stack config keys scheduleAlarmPeriods and
+# scheduleAlarmMinimumMinutes (Pulumi.yaml), and of `manage.py schedules`.
+STALE_AFTER_PERIODS = 2
+STALE_AFTER_MINIMUM_SECONDS = 300
+
+
+def stale_after_seconds(
+    period_seconds: float,
+    periods: float = STALE_AFTER_PERIODS,
+    minimum_seconds: float = STALE_AFTER_MINIMUM_SECONDS,
+) -> float:
+    """How long an entry with this period may go without a success before it is late.
+
+    Two periods: one missed or failed run is already late by one period; the floor keeps entries
+    that run every few seconds from being reported during a Beat restart.
+    """
+    return max(periods * period_seconds, minimum_seconds)
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,9 @@ import random
 import smtplib
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
+import redis
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from django import db
@@ -17,8 +18,10 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from core.app_redis import redis_client
 from core.beat import SCHEDULED_FOR_HEADER
 from core.broker import publisher
+from queuemetrics.publisher import BrokerLayout, read_queues
 from signups.models import PeriodicRun, Signup
 
 logger = logging.getLogger(__name__)
@@ -29,6 +32,11 @@ DELIVERY_ERRORS = (smtplib.SMTPException, OSError)
 DATABASE_ERRORS = (db.OperationalError, db.InterfaceError)
 MAX_DATABASE_RETRIES = settings.WELCOME_EMAIL_MAX_DATABASE_RETRIES
 REQUEUE_BATCH_SIZE = 500
+# A signup's `enqueued_at` is written just before its message's `sent_at` (a publish takes under 2 s,
+# core.broker), by clocks of containers that differ by less than the rest.
+PUBLISH_MARGIN = timedelta(seconds=5)
+# Where the workers' transport keeps the queues (what the queue-metrics publisher reads too).
+BROKER_LAYOUT = BrokerLayout.from_transport_options(settings.CELERY_BROKER_TRANSPORT_OPTIONS)
 # Doublings before the backoff reaches any sensible cap; bounds the arithmetic, not the delay.
 MAX_BACKOFF_DOUBLINGS = 30
 
@@ -203,8 +211,9 @@ def requeue_stale_signups() -> int:
 
     - a retry whose `next_attempt_at` has come (failed attempts, and killed ones after their lease);
     - a signup the broker refused at creation, once SIGNUP_REQUEUE_AFTER_SECONDS old;
-    - a message lost after it was accepted (Redis replication is asynchronous: a failover can drop
-      recent messages), once enqueued longer than the visibility timeout plus that delay.
+    - a message lost after it was accepted: popped by a worker that died before recording it in
+      `unacked`, or while Redis refused that write (OOM, READONLY), or dropped by a failover (Redis
+      replication is asynchronous). See `lost_message_cutoff`.
     Stops at the first refused publish: the broker is down, the next run tries again.
     """
     now = timezone.now()
@@ -212,9 +221,7 @@ def requeue_stale_signups() -> int:
     retry_due = Q(next_attempt_at__lte=now)
     refused_at_creation = Q(next_attempt_at__isnull=True, created_at__lt=now - requeue_after)
     no_message_out = Q(enqueued_at__isnull=True) & (retry_due | refused_at_creation)
-    message_lost = Q(
-        enqueued_at__lt=now - timedelta(seconds=settings.CELERY_VISIBILITY_TIMEOUT) - requeue_after
-    )
+    message_lost = Q(enqueued_at__lt=lost_message_cutoff(now))
     due = Signup.objects.filter(no_message_out | message_lost, status=Signup.Status.QUEUED)
     due_ids = due.order_by(F("next_attempt_at").asc(nulls_first=True)).values_list("pk", flat=True)
     requeued = 0
@@ -225,6 +232,35 @@ def requeue_stale_signups() -> int:
     if requeued:
         logger.info("requeued %s signups", requeued)
     return requeued
+
+
+def lost_message_cutoff(now: datetime) -> datetime:
+    """Signups enqueued before this have lost their message (a run would have cleared `enqueued_at`).
+
+    A message that is neither waiting nor running is lost. The queue is first in, first out: when
+    its oldest waiting message was published after a signup was enqueued (or nothing waits), that
+    signup's message is not waiting. Past the grace of a hard time limit plus
+    SIGNUP_REQUEUE_AFTER_SECONDS it is not about to start on a busy worker either: republishing it
+    then costs at most a second message that finds the attempt claimed. This finds a lost message
+    within minutes instead of after the visibility timeout (an hour), and also brings back, sooner,
+    the message of a worker that died. Without the broker's answer only the visibility timeout
+    plus that delay counts.
+    """
+    requeue_after = timedelta(seconds=settings.SIGNUP_REQUEUE_AFTER_SECONDS)
+    fallback = now - timedelta(seconds=settings.CELERY_VISIBILITY_TIMEOUT) - requeue_after
+    try:
+        waiting = read_queues(redis_client(), BROKER_LAYOUT, [settings.CELERY_EMAIL_QUEUE_NAME])
+    except redis.RedisError as error:
+        logger.warning("sweep: cannot read the email queue (%s); lost messages wait longer", error)
+        return fallback
+    reading = waiting[settings.CELERY_EMAIL_QUEUE_NAME]
+    if reading.waiting and reading.oldest_sent_at is None:
+        return fallback  # a waiting message without a publish time: its age is unknown
+    grace = now - timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT) - requeue_after
+    if not reading.waiting or reading.oldest_sent_at is None:
+        return grace
+    oldest_waiting = datetime.fromtimestamp(reading.oldest_sent_at, UTC) - PUBLISH_MARGIN
+    return max(fallback, min(grace, oldest_waiting))
 
 
 @shared_task(bind=True)

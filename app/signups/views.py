@@ -5,6 +5,7 @@ are turned into JSON by core.middleware.ApiErrorMiddleware.
 """
 
 import json
+import math
 import uuid
 
 from django import forms
@@ -16,11 +17,13 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 from django_ratelimit.core import get_usage
 
+from signups.ceilings import client_prefix, prefix_rate, process_ceiling_wait
 from signups.mailbox import InvalidMailbox, delivery_address, identity
 from signups.models import Signup
 from signups.tasks import enqueue_welcome_email
 
 RATE_LIMIT_GROUP = "signups.create"
+PREFIX_LIMIT_GROUP = "signups.create.prefix"
 
 
 class MailboxField(forms.EmailField):
@@ -53,15 +56,23 @@ def signup_rate(group: str, request: HttpRequest) -> str:
 
 
 def rate_limited(request: HttpRequest) -> JsonResponse | None:
-    """429 once this client has used up SIGNUP_RATE_LIMIT (per address, from core.client)."""
-    usage = get_usage(
-        request, group=RATE_LIMIT_GROUP, key="ip", rate=signup_rate, method="POST", increment=True
-    )
-    if usage is None or not usage["should_limit"]:
-        return None  # under the limit, or the cache is unreachable (fail open, see settings)
-    response = error(429, "too many signups from this address; try again later")
-    response["Retry-After"] = str(max(usage["time_left"], 1))
-    return response
+    """429 once this client has used up SIGNUP_RATE_LIMIT (per address, from core.client) or its
+    IPv6 /48 SIGNUP_PREFIX_RATE_LIMIT; 503 once this process has taken its ceiling (signups.ceilings)."""
+    for group, key, rate, message in (
+        (RATE_LIMIT_GROUP, "ip", signup_rate, "too many signups from this address"),
+        (PREFIX_LIMIT_GROUP, client_prefix, prefix_rate, "too many signups from this network"),
+    ):
+        usage = get_usage(request, group=group, key=key, rate=rate, method="POST", increment=True)
+        if usage is not None and usage["should_limit"]:  # None: under no limit, or no cache (fail open)
+            response = error(429, f"{message}; try again later")
+            response["Retry-After"] = str(max(usage["time_left"], 1))
+            return response
+    wait = process_ceiling_wait()
+    if wait:
+        response = error(503, "signups are busier than this service takes; try again shortly")
+        response["Retry-After"] = str(math.ceil(wait))
+        return response
+    return None
 
 
 def parse_body(request: HttpRequest) -> dict | JsonResponse:
@@ -74,7 +85,8 @@ def parse_body(request: HttpRequest) -> dict | JsonResponse:
     try:
         # A body over DATA_UPLOAD_MAX_MEMORY_SIZE raises here; the API middleware answers 413.
         payload = json.loads(request.body)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+    # ValueError covers an integer longer than sys.get_int_max_str_digits() (4,300 digits) too.
+    except (ValueError, RecursionError) as exc:
         return error(400, f"request body is not valid JSON: {type(exc).__name__}")
     if not isinstance(payload, dict):
         return error(400, "request body must be a JSON object")

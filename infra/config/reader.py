@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from typing import Final, TypeVar
 
 Choice = TypeVar("Choice", bound=str)
+# What several parts accept as an e-mail address (a sender, an alarm recipient).
+EMAIL_ADDRESS_PATTERN = r"[^@\s]+@[^@\s]+\.[^@\s]+"
 
 
 class _Missing:
@@ -106,6 +108,18 @@ class ConfigReader:
                 f"an integer from {low} to {high}" if high is not None else f"an integer of at least {low}"
             )
             self.report(key, value, allowed)
+            return low
+        return parsed
+
+    def tenths(self, key: str, low: float, high: float) -> float:
+        """A number from `low` to `high` in steps of 0.1 (e.g. `10` or `2.5`), as AWS takes percentages."""
+        value = self.raw(key)
+        text = (
+            str(value).strip() if isinstance(value, str | int | float) and not isinstance(value, bool) else ""
+        )
+        parsed = float(text) if re.fullmatch(r"\d+(\.\d)?", text) else None
+        if parsed is None or not low <= parsed <= high:
+            self.report(key, value, f"a number from {low:g} to {high:g} in steps of 0.1, e.g. {high / 10:g}")
             return low
         return parsed
 

@@ -21,6 +21,9 @@ from infra import iam
 from infra.data.config import DatabaseConfig
 from infra.data.urls import database_url
 
+# PostgreSQL's maintenance database, on every server: where an admin connects to create others.
+MAINTENANCE_DATABASE = "postgres"
+
 DATABASE_NAME = "app"
 # Not "postgres": a custom administrator name (Security Hub RDS.25).
 DATABASE_USER = "app"
@@ -75,7 +78,11 @@ def monitoring_trust_policy(account_id: str) -> iam.Policy:
 
 class Database(pulumi.ComponentResource):
     url: pulumi.Output[str]  # secret: DATABASE_URL
+    # secret: the master user's URL to the `postgres` maintenance database (a preview base's
+    # ADMIN_DATABASE_URL, which creates and drops the previews' roles and databases)
+    admin_url: pulumi.Output[str]
     address: pulumi.Output[str]
+    port: pulumi.Output[int]
     instance_identifier: pulumi.Output[str]
 
     def __init__(self, name: str, args: DatabaseArgs, opts: pulumi.ResourceOptions | None = None) -> None:
@@ -87,14 +94,16 @@ class Database(pulumi.ComponentResource):
         )
         instance = self._instance(args, password)
         self.address = instance.address
+        self.port = instance.port
         self.instance_identifier = instance.identifier
-        self.url = pulumi.Output.secret(
-            pulumi.Output.all(password.result, instance.address, instance.port).apply(
-                lambda values: database_url(
-                    DATABASE_USER, values[0], values[1], int(values[2]), DATABASE_NAME
-                )
+
+        def url_of(database: str) -> pulumi.Output[str]:
+            return pulumi.Output.all(password.result, instance.address, instance.port).apply(
+                lambda values: database_url(DATABASE_USER, values[0], values[1], int(values[2]), database)
             )
-        )
+
+        self.url = pulumi.Output.secret(url_of(DATABASE_NAME))
+        self.admin_url = pulumi.Output.secret(url_of(MAINTENANCE_DATABASE))
         self.register_outputs({"address": self.address, "instance_identifier": self.instance_identifier})
 
     def _instance(self, args: DatabaseArgs, password: random.RandomPassword) -> aws.rds.Instance:

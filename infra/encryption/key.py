@@ -4,8 +4,12 @@ The key policy keeps the account in charge of the key (so IAM policies grant its
 principal's for RDS, ElastiCache, Secrets Manager, S3 and ECR, which use it on that principal's
 behalf through grants; the execution roles' to read the secrets; the task roles' for media files
 and ECS Exec) and lets three services use it as themselves: CloudWatch Logs for this stack's log
-groups only (an encryption-context condition names them), and CloudWatch alarms and EventBridge
-to publish to the encrypted alarm topic, for this account only.
+groups only (an encryption-context condition names them), CloudWatch alarms to publish to the
+encrypted alarm topic for this account only, and EventBridge to deliver deployment events to that
+topic and its dead-letter queue. EventBridge gets no `aws:Source*` condition: KMS sees none for an
+EventBridge delivery to an encrypted topic ("Adding the aws:SourceAccount and aws:SourceArn to a AWS
+KMS policy is not supported for EventBridge-to-encrypted topics", SNS developer guide, key
+management, compatibility with AWS services), so such a condition would drop every deployment mail.
 
 A key scheduled for deletion makes everything it encrypted unreadable, final snapshots included,
 so a stack that keeps a final snapshot (every stack but an ephemeral one) leaves its key behind on
@@ -25,12 +29,16 @@ import pulumi_aws as aws
 from infra import iam
 from infra.naming import Cloud, StackNames
 
+# WAF's CloudWatch Logs destinations must be named aws-waf-logs-... (WAF developer guide, logging).
+WAF_LOG_GROUP_PREFIX = "aws-waf-logs-"
+
 # KMS accepts 7 to 30 days; 30 (the longest) where the key outlives the stack, 7 for ephemeral stacks.
 DELETION_WINDOW_DAYS = 30
 EPHEMERAL_DELETION_WINDOW_DAYS = 7
 KEY_USE_ACTIONS = ("kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*")
 # CloudWatch alarms and EventBridge publish to an encrypted SNS topic with these.
 TOPIC_PUBLISHER_ACTIONS = ("kms:Decrypt", "kms:GenerateDataKey*")
+EVENTS = "events.amazonaws.com"
 
 
 def log_group_arn_patterns(region: str, account_id: str, log_group_names: Sequence[str]) -> list[str]:
@@ -64,13 +72,8 @@ def key_policy(region: str, account_id: str, log_group_names: Sequence[str]) -> 
             principal={"Service": "cloudwatch.amazonaws.com"},
             condition=this_account,
         ),
-        iam.statement(
-            "EventsPublishToTopic",
-            TOPIC_PUBLISHER_ACTIONS,
-            "*",
-            principal={"Service": "events.amazonaws.com"},
-            condition=this_account,
-        ),
+        # The topic, and the deployment events' dead-letter queue.
+        iam.statement("EventsPublishToTopic", TOPIC_PUBLISHER_ACTIONS, "*", principal={"Service": EVENTS}),
     )
 
 
@@ -85,8 +88,13 @@ class DataKeyArgs:
 
     @classmethod
     def for_stack(cls, names: StackNames, cloud: Cloud, ephemeral: bool, protect: bool) -> DataKeyArgs:
-        # The log groups of the tasks, the ECS Exec sessions and the database (restores included).
-        log_groups = [f"/ecs/{names.prefix}/*", f"/aws/rds/instance/{names.database}*"]
+        # The log groups of the tasks, the ECS Exec sessions, the database (restores included) and
+        # the firewall (infra/web/firewall.py).
+        log_groups = [
+            f"/ecs/{names.prefix}/*",
+            f"/aws/rds/instance/{names.database}*",
+            f"{WAF_LOG_GROUP_PREFIX}{names.prefix}",
+        ]
         return cls(f"alias/{names.prefix}", cloud.region, cloud.account_id, log_groups, ephemeral, protect)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -16,6 +17,8 @@ CpuArchitecture = Literal["X86_64", "ARM64"]
 IMAGE_PLATFORMS: dict[ImagePlatform, CpuArchitecture] = {"linux/amd64": "X86_64", "linux/arm64": "ARM64"}
 # A stack name as the backend knows it: `dev`, or fully qualified `organization/djcelery/dev`.
 STACK_NAME_PATTERN = r"(?:[A-Za-z0-9_.-]+/){0,2}[A-Za-z0-9_.-]+"
+ACCOUNT_ID_PATTERN = re.compile(r"\d{12}")
+MAX_PULL_ACCOUNTS = 20
 
 
 @dataclass(frozen=True)
@@ -28,6 +31,8 @@ class ImageConfig:
     ref: str = ""
     # Run the image another stack runs (its `imageRef` output), copied into this stack's repository.
     from_stack: str = ""
+    # Other accounts whose stacks may pull (promote) this stack's images.
+    pull_accounts: tuple[str, ...] = ()
 
     @property
     def cpu_architecture(self) -> CpuArchitecture:
@@ -48,6 +53,7 @@ class ImageConfig:
             keep_images=read.integer("ecrKeepImages", 1, 1000),
             ref=read.string("imageRef", r"|\S+", IMAGE_REF_ALLOWED),
             from_stack=read.string("imageFromStack", f"|{STACK_NAME_PATTERN}", "a stack name, e.g. dev"),
+            pull_accounts=_read_accounts(read, "imagePullAccounts"),
         )
         config._check_source(read)
         if project_root is not None:
@@ -62,3 +68,19 @@ class ImageConfig:
             read.report("imageRef", self.ref, IMAGE_REF_ALLOWED)
         if self.ref and self.from_stack and read.valid("imageRef", "imageFromStack"):
             read.report("imageFromStack", self.from_stack, "empty when imageRef is set (one image source)")
+
+
+def _read_accounts(read: ConfigReader, key: str) -> tuple[str, ...]:
+    value = read.json_value(key)
+    if (
+        not isinstance(value, list)
+        or len(value) > MAX_PULL_ACCOUNTS
+        or not all(isinstance(account, str) and ACCOUNT_ID_PATTERN.fullmatch(account) for account in value)
+    ):
+        read.report(
+            key,
+            value,
+            f'a list of at most {MAX_PULL_ACCOUNTS} 12-digit AWS account ids, e.g. ["123456789012"]',
+        )
+        return ()
+    return tuple(dict.fromkeys(value))

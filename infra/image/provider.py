@@ -2,6 +2,8 @@
 
 Pulumi pickles the provider into the state and rebuilds it in the provider process; it holds only
 module-level functions of this installed module, so the state stores references, never bytecode.
+A provider-only difference is an update that stores the new provider and copies nothing (see
+infra/release/provider.py: destroy rebuilds the provider from the state's copy).
 Deleting the resource leaves the image where it is: the repository's lifecycle policy (or its
 deletion with the stack) decides when it goes.
 """
@@ -15,6 +17,7 @@ import boto3
 from botocore.config import Config
 from pulumi.dynamic import CreateResult, DiffResult, ResourceProvider, UpdateResult
 
+from infra.dynamic_providers import changed, provider_refreshed
 from infra.image.copy import Download, copy_image, download
 from infra.image.reference import ImageRef
 
@@ -37,14 +40,15 @@ class ImagePromotionProvider(ResourceProvider):
         self._fetch = fetch
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        return DiffResult(changes=any(olds.get(key) != news.get(key) for key in PROMOTION_TRIGGERS))
+        return DiffResult(changes=changed(olds, news, PROMOTION_TRIGGERS))
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         outs = self._promote(props)
         return CreateResult(id_=outs["image_ref"], outs=outs)
 
-    def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
-        return UpdateResult(outs=self._promote(news))
+    def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        refreshed = provider_refreshed(olds, news, PROMOTION_TRIGGERS)
+        return UpdateResult(outs=self._promote(news) if refreshed is None else refreshed)
 
     def delete(self, _id: str, _props: dict[str, Any]) -> None:
         pass

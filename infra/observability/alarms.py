@@ -6,15 +6,13 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from infra.cloudwatch.alarm import Watched, alarm_queries
+from infra.cloudwatch.load_balancer import MIN_REQUESTS_FOR_ERROR_RATE
+from infra.cloudwatch.metrics import MINUTE, AlarmQuery, Expression
 from infra.observability.config import AlarmsConfig
 from infra.observability.metrics import (
     GIB,
-    MIN_REQUESTS_FOR_ERROR_RATE,
-    MINUTE,
     SUSTAINED_MINUTES,
-    AlarmQuery,
-    Expression,
-    Metric,
     MonitoredStack,
     app_metric,
     beat_period_seconds,
@@ -22,8 +20,10 @@ from infra.observability.metrics import (
     cache_max,
     cache_sum,
     database_metric,
-    target_group_metric,
+    dead_letters_waiting,
+    deployment_rule_metric,
     web_5xx_rate,
+    web_targets_metric,
 )
 from queuemetrics import schema
 
@@ -39,7 +39,7 @@ class AlarmRule:
 
     key: str  # the alarm's resource name suffix
     description: str
-    watches: Callable[[MonitoredStack], Metric | Expression]
+    watches: Callable[[MonitoredStack], Watched]
     comparison: str
     threshold: float
     evaluation_periods: int
@@ -48,10 +48,7 @@ class AlarmRule:
 
     def metric_queries(self, stack: MonitoredStack) -> list[AlarmQuery]:
         """The MetricAlarm's `metric_queries` for this stack; exactly one returns data."""
-        watched = self.watches(stack)
-        if isinstance(watched, Metric):
-            return [watched.alarm_query("value", return_data=True)]
-        return watched.alarm_queries()
+        return alarm_queries(self.watches(stack))
 
 
 def alarm_rules(
@@ -60,7 +57,7 @@ def alarm_rules(
     publish_interval_seconds: int,
     web_serves_traffic: bool,
     beat_pool: str | None,
-    web_max_tasks: int | None = None,
+    web_max_count: int | None = None,
 ) -> list[AlarmRule]:
     """The alarms the stack declares. Which exist depends only on plain config values."""
     rules = [
@@ -82,8 +79,8 @@ def alarm_rules(
             description=(
                 f"Web tasks have failed the ALB health check (/healthz) for {SUSTAINED_MINUTES} minutes."
             ),
-            watches=lambda stack: target_group_metric(
-                stack, "UnHealthyHostCount", "Maximum", "unhealthy targets"
+            watches=lambda stack: web_targets_metric(
+                stack, "UnHealthyHostCount", "Maximum", "unhealthy targets", "MAX"
             ),
             comparison="GreaterThanThreshold",
             threshold=0,
@@ -140,8 +137,8 @@ def alarm_rules(
             AlarmRule(
                 key="web-no-healthy-targets",
                 description="No web task has passed the ALB health check for 3 minutes: the site is down.",
-                watches=lambda stack: target_group_metric(
-                    stack, "HealthyHostCount", "Minimum", "healthy targets"
+                watches=lambda stack: web_targets_metric(
+                    stack, "HealthyHostCount", "Minimum", "healthy targets", "SUM"
                 ),
                 comparison="LessThanThreshold",
                 threshold=1,
@@ -150,20 +147,21 @@ def alarm_rules(
                 treat_missing_data="breaching",
             )
         )
-    if web_max_tasks is not None:
+    if web_max_count is not None:
         rules.append(
             AlarmRule(
                 key="web-at-max-tasks",
                 description=(
-                    f"The web service has run at its maximum of {web_max_tasks} tasks for "
+                    f"The web service has run at its maximum of {web_max_count} tasks for "
                     f"{WEB_AT_MAX_MINUTES} minutes: autoscaling cannot add more. Raise webMaxCount, "
                     "or a bigger task size (webCpu, webMemory)."
                 ),
-                watches=lambda stack: target_group_metric(
-                    stack, "HealthyHostCount", "Minimum", "healthy targets"
+                # The larger of two groups: both revisions of a deployment are healthy for a while.
+                watches=lambda stack: web_targets_metric(
+                    stack, "HealthyHostCount", "Minimum", "healthy targets", "MAX"
                 ),
                 comparison="GreaterThanOrEqualToThreshold",
-                threshold=web_max_tasks,
+                threshold=web_max_count,
                 # Longer than a deployment, during which old and new tasks are both healthy.
                 evaluation_periods=WEB_AT_MAX_MINUTES,
                 datapoints_to_alarm=WEB_AT_MAX_MINUTES,
@@ -171,6 +169,8 @@ def alarm_rules(
             )
         )
     rules += _welcome_email_rules()
+    rules += _dead_letter_rules()
+    rules += _notification_path_rules()
     if beat_pool is not None:
         period = beat_period_seconds(publish_interval_seconds)
         periods = max(1, math.ceil(thresholds.beat_minutes * MINUTE / period))
@@ -229,6 +229,61 @@ def _welcome_email_rules() -> list[AlarmRule]:
             threshold=0,
             evaluation_periods=MAIL_SERVER_ALARM_MINUTES * MINUTE // MAIL_SERVER_PERIOD,
             datapoints_to_alarm=MAIL_SERVER_ALARM_MINUTES * MINUTE // MAIL_SERVER_PERIOD,
+            treat_missing_data="notBreaching",
+        ),
+    ]
+
+
+def _dead_letter_rules() -> list[AlarmRule]:
+    """Task messages the workers gave up on: one is enough to tell people (core.dead_letters)."""
+    return [
+        AlarmRule(
+            key="task-dead-letters",
+            description=(
+                "Task messages wait in the dead-letter list: delivered too often without finishing "
+                "(killed, out of memory), too large, or not messages at all. List, replay or drop them: "
+                "python -m infra.ops dead-letters <stack> list"
+            ),
+            watches=lambda stack: app_metric(stack, schema.DEAD_LETTERS, "Maximum", "dead letters"),
+            comparison="GreaterThanThreshold",
+            threshold=0,
+            evaluation_periods=1,
+            datapoints_to_alarm=1,
+            treat_missing_data="notBreaching",  # a silent publisher has its own alarm
+        ),
+    ]
+
+
+def _notification_path_rules() -> list[AlarmRule]:
+    """The deployment-event path itself: EventBridge failing to deliver to the topic (a key or topic
+    policy that refuses it) would otherwise lose every deployment mail silently. These alarms reach
+    people through CloudWatch's own permission on the topic, not EventBridge's."""
+    return [
+        AlarmRule(
+            key="deployment-events-failing",
+            description=(
+                "EventBridge could not deliver ECS deployment events to the alarm topic: deployment "
+                "failures and rollbacks are not reaching people. Check the topic's key and access "
+                "policies; the undelivered events wait in the deployment dead-letter queue."
+            ),
+            watches=lambda stack: deployment_rule_metric(stack, "FailedInvocations", "failed deliveries"),
+            comparison="GreaterThanThreshold",
+            threshold=0,
+            evaluation_periods=1,
+            datapoints_to_alarm=1,
+            treat_missing_data="notBreaching",  # no event, no failure
+        ),
+        AlarmRule(
+            key="deployment-events-undelivered",
+            description=(
+                "Deployment events wait in the dead-letter queue: EventBridge gave up delivering them "
+                "to the alarm topic. Read them there (aws sqs receive-message), then fix the topic."
+            ),
+            watches=dead_letters_waiting,
+            comparison="GreaterThanThreshold",
+            threshold=0,
+            evaluation_periods=1,
+            datapoints_to_alarm=1,
             treat_missing_data="notBreaching",
         ),
     ]

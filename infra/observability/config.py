@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from infra.config.reader import ConfigReader
-from infra.services.config import EMAIL_ADDRESS_PATTERN
+from infra.config.reader import EMAIL_ADDRESS_PATTERN, ConfigReader
 
 # The only values CloudWatch Logs accepts for retentionInDays.
 LOG_RETENTION_DAYS = (

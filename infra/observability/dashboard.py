@@ -6,10 +6,10 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from infra.cloudwatch.metrics import MINUTE, queue_metric
 from infra.observability.config import AlarmsConfig
 from infra.observability.metrics import (
     GIB,
-    MINUTE,
     MonitoredStack,
     WebTier,
     alb_metric,
@@ -17,7 +17,8 @@ from infra.observability.metrics import (
     beat_tasks,
     cache_metrics,
     database_metric,
-    queue_metric,
+    dead_letters_waiting,
+    deployment_rule_metric,
     target_group_metric,
     waf_metric,
     web_5xx_rate,
@@ -108,10 +109,16 @@ def dashboard_body(stack: MonitoredStack, thresholds: AlarmsConfig, queue_age_al
             stack,
             "Web: targets",
             [
-                target_group_metric(stack, "HealthyHostCount", "Minimum", "healthy").widget_row(),
-                target_group_metric(stack, "UnHealthyHostCount", "Maximum", "unhealthy").widget_row(),
+                target_group_metric(
+                    stack, name, statistic, f"{label}{group_label(stack, index)}", group
+                ).widget_row()
+                for name, statistic, label in (
+                    ("HealthyHostCount", "Minimum", "healthy"),
+                    ("UnHealthyHostCount", "Maximum", "unhealthy"),
+                )
+                for index, group in enumerate(stack.target_groups)
             ],
-            annotations=[("min tasks", stack.web.min_tasks), ("max tasks", stack.web.max_tasks)]
+            annotations=[("min tasks", stack.web.min_count), ("max tasks", stack.web.max_count)]
             if stack.web
             else (),
         ),
@@ -168,11 +175,34 @@ def dashboard_body(stack: MonitoredStack, thresholds: AlarmsConfig, queue_age_al
             ],
         )
     )
+    widgets.append(
+        _widget(
+            stack,
+            "Deployment events: failed deliveries and undelivered",
+            [
+                deployment_rule_metric(stack, "FailedInvocations", "failed deliveries").widget_row(),
+                dead_letters_waiting(stack).widget_row(),
+            ],
+        )
+    )
     if stack.beat_pool is not None:
         widgets.append(
             _widget(stack, "Celery Beat: tasks running", beat_tasks(stack, stack.beat_pool).widget_rows())
         )
+    if stack.schedule_alarms:
+        widgets.append(_alarm_widget(stack, "Beat schedule entries: late or failing", stack.schedule_alarms))
     return json.dumps({"widgets": _laid_out(widgets)})
+
+
+def _alarm_widget(stack: MonitoredStack, title: str, alarm_arns: Sequence[str]) -> dict[str, Any]:
+    """The state of each alarm (CloudWatch dashboard body structure, widget type `alarm`)."""
+    properties = {
+        "title": title,
+        "region": stack.region,
+        "alarms": list(alarm_arns),
+        "sortBy": "stateUpdatedTimestamp",
+    }
+    return {"type": "alarm", "width": WIDGET_WIDTH, "height": WIDGET_HEIGHT, "properties": properties}
 
 
 def _web_tier_widgets(stack: MonitoredStack, web: WebTier) -> list[dict[str, Any]]:
@@ -181,7 +211,16 @@ def _web_tier_widgets(stack: MonitoredStack, web: WebTier) -> list[dict[str, Any
         _widget(
             stack,
             "Web: requests per task (per minute)",
-            [target_group_metric(stack, "RequestCountPerTarget", "Sum", "requests per task").widget_row()],
+            [
+                target_group_metric(
+                    stack,
+                    "RequestCountPerTarget",
+                    "Sum",
+                    f"requests per task{group_label(stack, index)}",
+                    group,
+                ).widget_row()
+                for index, group in enumerate(stack.target_groups)
+            ],
             annotation=("scaling target", web.requests_per_task),
         ),
         _widget(
@@ -213,6 +252,11 @@ def _web_tier_widgets(stack: MonitoredStack, web: WebTier) -> list[dict[str, Any
             ),
         ]
     return widgets
+
+
+def group_label(stack: MonitoredStack, index: int) -> str:
+    """Which of the two target groups a line is, when web has two."""
+    return f" (group {index + 1})" if len(stack.target_groups) > 1 else ""
 
 
 def _widget(

@@ -7,6 +7,9 @@ from collections.abc import Sequence
 
 from infra import iam
 
+# Deployment events EventBridge could not deliver stay this long in their dead-letter queue (the
+# SQS maximum, MessageRetentionPeriod 1,209,600 seconds).
+DEAD_LETTER_RETENTION_SECONDS = 14 * 24 * 60 * 60
 # ECS reports a failed deployment, and a circuit-breaker rollback as a new deployment whose
 # reason starts with this text.
 ROLLBACK_REASON_PREFIX = "ECS deployment circuit breaker: rolling back"
@@ -71,5 +74,21 @@ def alarm_topic_policy(topic_arn: str, account_id: str, region: str, event_rule_
                 principal={"Service": "events.amazonaws.com"},
                 condition={"ArnEquals": {"aws:SourceArn": event_rule_arn}},
             ),
+        )
+    )
+
+
+def dead_letter_queue_policy(queue_arn: str, rule_arn: str) -> str:
+    """EventBridge may put the events of one rule it failed to deliver, and nothing else may write
+    (EventBridge user guide, "Granting permissions to the dead-letter queue")."""
+    return json.dumps(
+        iam.document(
+            iam.statement(
+                "DeploymentRuleDeadLetters",
+                "sqs:SendMessage",
+                queue_arn,
+                principal={"Service": "events.amazonaws.com"},
+                condition={"ArnEquals": {"aws:SourceArn": rule_arn}},
+            )
         )
     )

@@ -1,10 +1,8 @@
-"""The metrics the stack watches, defined once for the dashboard, the alarms and the scaling policies.
+"""The metrics the stack's dashboard and its alarms for people watch, defined once for both.
 
-Everything here is pure and built from plain values. One set of metric definitions feeds the
-dashboard and the alarms, so a graph and the alarm beside it always read the same series, and
-`Metric.alarm_query` is the one builder of CloudWatch alarm metric queries. Queue
-metric names and dimensions come from the publisher's schema (app/queuemetrics/schema.py); AWS
-metrics are addressed the way their services publish them:
+Everything here is pure and built from plain values (the query builders are infra/cloudwatch).
+Queue metric names and dimensions come from the publisher's schema (app/queuemetrics/schema.py);
+AWS metrics are addressed the way their services publish them:
 
 - AWS/ApplicationELB by `LoadBalancer` (the ALB's ARN suffix), target metrics also by `TargetGroup`;
 - AWS/ECS by `ClusterName` and `ServiceName` (service CPU, published without Container Insights);
@@ -24,25 +22,25 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
-from pulumi_aws.cloudwatch import MetricAlarmMetricQueryArgsDict
-
+from infra.cloudwatch.alarm import Watched
+from infra.cloudwatch.load_balancer import (
+    ALB_NAMESPACE,
+    load_balancer_5xx_rate,
+    load_balancer_metric,
+)
+from infra.cloudwatch.metrics import MINUTE, Expression, Metric, queue_metric
 from queuemetrics import schema
 
-ALB_NAMESPACE = "AWS/ApplicationELB"
 RDS_NAMESPACE = "AWS/RDS"
 ECS_NAMESPACE = "AWS/ECS"
 WAF_NAMESPACE = "AWS/WAFV2"
 CACHE_NAMESPACE = "AWS/ElastiCache"
+EVENTS_NAMESPACE = "AWS/Events"
+SQS_NAMESPACE = "AWS/SQS"
 
-# One entry of a CloudWatch alarm's `metric_queries`, as the AWS provider types it.
-AlarmQuery = MetricAlarmMetricQueryArgsDict
-MINUTE = 60
 GIB = 2**30
-# Below this many requests a minute, a 5xx rate is noise (one error in two requests is 50 %).
-MIN_REQUESTS_FOR_ERROR_RATE = 10
 # Beat is counted from publisher datapoints; a period holding at least this many of them per
 # Beat task keeps the count within +-25 % when a tick lands just inside or outside the period.
 BEAT_SAMPLES_PER_PERIOD = 4
@@ -56,8 +54,8 @@ class WebTier:
 
     cluster: str
     service: str
-    min_tasks: int
-    max_tasks: int
+    min_count: int
+    max_count: int
     requests_per_task: int  # the request-tracking target, per task and minute
     cpu_percent: int  # the CPU-tracking target
     web_acl: str | None  # the WAF web ACL's name; None without WAF
@@ -80,83 +78,42 @@ class MonitoredStack:
     publish_interval_seconds: int
     beat_pool: str | None  # the pool whose publisher datapoints count Beat tasks; None: no Beat
     web: WebTier | None = None  # None: no web scaling or firewall widgets
+    deployment_rule: str = ""  # the EventBridge rule that forwards deployment events to people
+    deployment_dead_letters: str = ""  # the SQS queue of the events that rule failed to deliver
+    schedule_alarms: tuple[str, ...] = ()  # ARNs of the alarms of the Beat schedule's entries
+    # The second target group of a traffic-shifting web deployment: each deployment moves the web
+    # tasks to the other group, so web target metrics combine both. None: one target group.
+    alternate_target_group: str | None = None
 
-
-@dataclass(frozen=True)
-class Metric:
-    namespace: str
-    name: str
-    dimensions: tuple[tuple[str, str], ...]
-    statistic: str
-    label: str
-    period: int = MINUTE
-
-    def alarm_query(self, query_id: str, return_data: bool = False) -> AlarmQuery:
-        """One entry of a MetricAlarm's `metric_queries`: the alarmed value, or an expression input."""
-        return {
-            "id": query_id,
-            "label": self.label,
-            "return_data": return_data,
-            "metric": {
-                "namespace": self.namespace,
-                "metric_name": self.name,
-                "dimensions": dict(self.dimensions),
-                "stat": self.statistic,
-                "period": self.period,
-            },
-        }
-
-    def widget_row(self, query_id: str | None = None) -> list[Any]:
-        """One row of a dashboard widget's `metrics`; with an id it only feeds an expression."""
-        options: dict[str, Any] = {"stat": self.statistic, "label": self.label, "period": self.period}
-        if query_id:
-            options.update(id=query_id, visible=False)
-        return [self.namespace, self.name, *(part for pair in self.dimensions for part in pair), options]
-
-
-@dataclass(frozen=True)
-class Expression:
-    """Metric math over named metrics; `inputs` maps each id used in `text` to its metric."""
-
-    text: str
-    label: str
-    inputs: Mapping[str, Metric]
-    steps: Mapping[str, str] = field(default_factory=dict)  # intermediate expressions, by id
-
-    def alarm_queries(self) -> list[AlarmQuery]:
-        steps: list[AlarmQuery] = [
-            {"id": step_id, "expression": text, "label": step_id, "return_data": False}
-            for step_id, text in self.steps.items()
-        ]
-        result: AlarmQuery = {
-            "id": "result",
-            "expression": self.text,
-            "label": self.label,
-            "return_data": True,
-        }
-        return [*(metric.alarm_query(query_id) for query_id, metric in self.inputs.items()), *steps, result]
-
-    def widget_rows(self) -> list[list[Any]]:
-        return [
-            *(metric.widget_row(query_id) for query_id, metric in self.inputs.items()),
-            *(
-                [{"expression": text, "id": step_id, "visible": False}]
-                for step_id, text in self.steps.items()
-            ),
-            [{"expression": self.text, "label": self.label, "id": "result"}],
-        ]
+    @property
+    def target_groups(self) -> tuple[str, ...]:
+        return (self.target_group, *([self.alternate_target_group] if self.alternate_target_group else []))
 
 
 # --- The metrics ------------------------------------------------------------------------------------
 
 
 def alb_metric(stack: MonitoredStack, name: str, statistic: str, label: str) -> Metric:
-    return Metric(ALB_NAMESPACE, name, (("LoadBalancer", stack.load_balancer),), statistic, label)
+    return load_balancer_metric(stack.load_balancer, name, statistic, label)
 
 
-def target_group_metric(stack: MonitoredStack, name: str, statistic: str, label: str) -> Metric:
-    dimensions = (("TargetGroup", stack.target_group), ("LoadBalancer", stack.load_balancer))
+def target_group_metric(
+    stack: MonitoredStack, name: str, statistic: str, label: str, target_group: str | None = None
+) -> Metric:
+    dimensions = (("TargetGroup", target_group or stack.target_group), ("LoadBalancer", stack.load_balancer))
     return Metric(ALB_NAMESPACE, name, dimensions, statistic, label)
+
+
+def web_targets_metric(stack: MonitoredStack, name: str, statistic: str, label: str, combine: str) -> Watched:
+    """A metric of the web tasks' targets: of the one target group, or `combine` (SUM, MAX) over
+    both groups of a traffic-shifting deployment, whichever holds the tasks now."""
+    if len(stack.target_groups) == 1:
+        return target_group_metric(stack, name, statistic, label)
+    inputs = {
+        f"group{index}": target_group_metric(stack, name, statistic, f"{label} (group {index + 1})", group)
+        for index, group in enumerate(stack.target_groups)
+    }
+    return Expression(f"{combine}([{', '.join(f'FILL({key}, 0)' for key in inputs)}])", label, inputs)
 
 
 def web_service_metric(web: WebTier, name: str, statistic: str, label: str) -> Metric:
@@ -168,6 +125,19 @@ def waf_metric(stack: MonitoredStack, web_acl: str, name: str, rule: str, label:
     """A WAF metric of one rule (by its metric name), or of the whole web ACL with rule ALL."""
     dimensions = (("WebACL", web_acl), ("Region", stack.region), ("Rule", rule))
     return Metric(WAF_NAMESPACE, name, dimensions, "Sum", label)
+
+
+def deployment_rule_metric(stack: MonitoredStack, name: str, label: str) -> Metric:
+    """An EventBridge rule metric (AWS/Events by RuleName) of the deployment-events rule."""
+    return Metric(EVENTS_NAMESPACE, name, (("RuleName", stack.deployment_rule),), "Sum", label)
+
+
+def dead_letters_waiting(stack: MonitoredStack) -> Metric:
+    """Deployment events EventBridge gave up delivering (AWS/SQS by QueueName)."""
+    dimensions = (("QueueName", stack.deployment_dead_letters),)
+    return Metric(
+        SQS_NAMESPACE, "ApproximateNumberOfMessagesVisible", dimensions, "Maximum", "undelivered events"
+    )
 
 
 def database_metric(stack: MonitoredStack, name: str, statistic: str, label: str) -> Metric:
@@ -182,20 +152,6 @@ def cache_metrics(stack: MonitoredStack, name: str, statistic: str) -> dict[str,
     }
 
 
-def queue_metric(
-    namespace: str,
-    definition: schema.MetricDefinition,
-    statistic: str,
-    label: str,
-    pool: str,
-    queue: str | None = None,
-    period: int = MINUTE,
-) -> Metric:
-    """A metric the queue-metrics publisher writes for `pool` (and `queue`), in the stack's namespace."""
-    dimensions = tuple(schema.dimensions(definition, pool, queue).items())
-    return Metric(namespace, definition.name, dimensions, statistic, label, period)
-
-
 def app_metric(
     stack: MonitoredStack,
     definition: schema.MetricDefinition,
@@ -208,19 +164,7 @@ def app_metric(
 
 
 def web_5xx_rate(stack: MonitoredStack) -> Expression:
-    """5xx answers (from the app and from the ALB itself) as a percentage of all requests."""
-    return Expression(
-        text=(
-            f"IF(requests >= {MIN_REQUESTS_FOR_ERROR_RATE}, "
-            "100 * (FILL(app5xx, 0) + FILL(alb5xx, 0)) / requests, 0)"
-        ),
-        label="5xx % of requests",
-        inputs={
-            "requests": alb_metric(stack, "RequestCount", "Sum", "requests"),
-            "app5xx": alb_metric(stack, "HTTPCode_Target_5XX_Count", "Sum", "5xx from the app"),
-            "alb5xx": alb_metric(stack, "HTTPCode_ELB_5XX_Count", "Sum", "5xx from the ALB"),
-        },
-    )
+    return load_balancer_5xx_rate(stack.load_balancer)
 
 
 def beat_period_seconds(publish_interval_seconds: int) -> int:

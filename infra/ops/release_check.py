@@ -4,9 +4,10 @@ Compares the checked-out code and stack settings with what the stack last releas
 output): tasks the running image registers and this code drops, Beat entries and routes to queues
 no pool consumes, and new migrations that django-migration-linter finds backward incompatible
 unless marked as the contract step. It writes the operational summary (migrations that will run,
-Beat restart, pool changes) as Markdown for the pull request comment, and exits 1 when the change
-would be refused. The app's own `manage.py release_state` reports the code's side; the linter needs
-the database settings of a reachable PostgreSQL (the workflow starts one).
+Beat restart, pool changes, how web and the pools are released) as Markdown for the pull request
+comment, and exits 1 when the change would be refused. The app's own `manage.py release_state`
+reports the code's side; the linter needs the database settings of a reachable PostgreSQL (the
+workflow starts one).
 """
 
 from __future__ import annotations
@@ -22,9 +23,9 @@ import yaml
 
 from infra import app_contract
 from infra.config.reader import StackConfigError
-from infra.config.stack import StackConfig, validate
 from infra.image.build_context import context_digest
-from infra.ops.cli import REPO_ROOT, OpsError, StackNotDeployedError, run_pulumi_json
+from infra.ops.stack import REPO_ROOT, OpsError, StackNotDeployedError, run_pulumi_json
+from infra.outputs import StackOutput
 from infra.release.compatibility import (
     Problem,
     ReleaseState,
@@ -32,8 +33,9 @@ from infra.release.compatibility import (
     new_migrations,
     pull_request_problems,
 )
-from infra.release.record import ReleaseRecord, consumed_queues, operations
+from infra.release.record import ReleaseRecord, operations
 from infra.release.summary import Change, release_summary
+from infra.stack import StackConfig, validate
 
 EXIT_REFUSED = 1
 # Runs manage.py in the app directory with a settings module; returns its stdout.
@@ -71,7 +73,7 @@ def read_record(stack: str, reader: Callable[..., dict[str, Any]] = run_pulumi_j
         outputs = reader(stack, "stack", "output", "--show-secrets=false")
     except StackNotDeployedError:
         return None
-    release = outputs.get("release")
+    release = outputs.get(StackOutput.RELEASE)
     return ReleaseRecord.from_output(release) if isinstance(release, dict) else None
 
 
@@ -116,15 +118,15 @@ def check(
     image = config.image
     previous = record.state if record else None
     state = code_state(root / image.context, config.app.django_settings_module, previous, manage)
-    problems = pull_request_problems(previous, state, consumed_queues(config))
+    problems = pull_request_problems(previous, state, config.workers.consumed_queues)
     tag = (
         context_digest(root / image.context, root / image.dockerfile, image.platform)
         if image.builds
         else None
     )
     source = "build" if image.builds else (f"stack {image.from_stack}" if image.from_stack else "imageRef")
-    ops = operations(config)
-    change = Change(state, tag, source, ops["pools"], ops["beat"])
+    ops = operations(config.workers, config.beat, config.web.deployment)
+    change = Change(state, tag, source, ops["pools"], ops["beat"], ops["web"])
     return problems, release_summary(stack, record, change, problems)
 
 

@@ -1,6 +1,12 @@
-"""`python -m infra.ops rollback <stack> --to <digest|previous> [--force] [--yes]`.
+"""`python -m infra.ops rollback <stack> [--to <digest|previous>] [--force] [--yes]`.
 
-A rollback is a release of an image the stack's repository still keeps, by digest, with no build:
+While a web deployment is open (a canary, linear or blue/green deployment shifting traffic or
+baking, or a rolling one in progress), `rollback <stack>` asks ECS to roll it back
+(StopServiceDeployment, stopType ROLLBACK, on the deployment ListServiceDeployments names): during
+the bake that only moves the traffic back, no task starts. The stack's config still names the new
+image, so fix it and deploy, or release the previous image as below to make them agree.
+
+Otherwise, a rollback is a release of an image the stack's repository still keeps, by digest, with no build:
 `pulumi up` with `imageRef` set to that digest for this one update. Going through `pulumi up`
 keeps Pulumi's state and AWS in agreement (a direct ECS update would leave the state describing
 the newer image, and the next update would roll it forward by surprise), and applies the same
@@ -23,14 +29,56 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from infra.image.copy import image_exists
 from infra.image.reference import ImageRef, ImageReferenceError
-from infra.ops.cli import REPO_ROOT, DeployedStack, OpsError
+from infra.ops.stack import REPO_ROOT, DeployedStack, OpsError
 
 PREVIOUS = "previous"
 Runner = Callable[[Sequence[str]], int]  # runs a command in the repository root; returns its exit code
+# ServiceDeploymentStatus values (botocore ECS model): a deployment still to finish, one ECS rolls back.
+OPEN = ("PENDING", "IN_PROGRESS")
+ROLLING_BACK = ("ROLLBACK_REQUESTED", "ROLLBACK_IN_PROGRESS")
+
+
+@dataclass(frozen=True)
+class OpenDeployment:
+    """The web service's deployment that has not finished, as ECS describes it."""
+
+    arn: str
+    status: str  # one of OPEN or ROLLING_BACK
+    stage: str  # its lifecycle stage, e.g. BAKE_TIME; "" when ECS names none
+
+    @property
+    def rolling_back(self) -> bool:
+        return self.status in ROLLING_BACK
+
+    def __str__(self) -> str:
+        return f"{self.arn} ({self.status}{', ' + self.stage if self.stage else ''})"
+
+
+def open_deployment(ecs: Any, stack: DeployedStack) -> OpenDeployment | None:
+    """The newest web deployment that is open or being rolled back; None when every one finished."""
+    listed = (
+        ecs.list_service_deployments(
+            cluster=stack.cluster_name, service=stack.web_service_name, status=[*OPEN, *ROLLING_BACK]
+        ).get("serviceDeployments")
+        or []
+    )
+    if not listed:
+        return None
+    newest = max(
+        listed, key=lambda deployment: deployment.get("createdAt") or deployment.get("startedAt") or 0
+    )
+    arn = str(newest["serviceDeploymentArn"])
+    described = ecs.describe_service_deployments(serviceDeploymentArns=[arn]).get("serviceDeployments") or [
+        {}
+    ]
+    return OpenDeployment(arn, str(newest["status"]), str(described[0].get("lifecycleStage") or ""))
+
+
+def stop_deployment(ecs: Any, deployment: OpenDeployment) -> None:
+    """ECS rolls the deployment back to the revision that served before it."""
+    ecs.stop_service_deployment(serviceDeploymentArn=deployment.arn, stopType="ROLLBACK")
 
 
 @dataclass(frozen=True)
@@ -107,10 +155,6 @@ def _web_image(definition: dict[str, Any], stack: DeployedStack) -> str | None:
         if container.get("name") == stack.web_container_name:
             return str(container["image"])
     return None
-
-
-def project_name(root: Path = REPO_ROOT) -> str:
-    return str(yaml.safe_load((root / "Pulumi.yaml").read_text())["name"])
 
 
 def run_keeping_stack_file(command: Sequence[str], stack: str, run: Runner, root: Path = REPO_ROOT) -> int:

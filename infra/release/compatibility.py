@@ -55,7 +55,7 @@ class LiveMessages:
 class ReleaseState:
     tasks: tuple[str, ...]
     routes: Mapping[str, str]  # task -> queue
-    beat: Mapping[str, Mapping[str, str]]  # Beat entry -> {"task", "queue"}
+    beat: Mapping[str, Mapping[str, Any]]  # Beat entry -> {"task", "queue"}
     migrations: tuple[str, ...]  # "app_label.name", on disk
     contract: tuple[str, ...] = ()  # migrations marked as the contract step
     retired: tuple[str, ...] = ()  # tasks this release removes on purpose

@@ -5,92 +5,42 @@ Pulumi pickles an instance of each provider into the stack state (dill) and rebu
 there in the provider process it starts for every preview, up, destroy and refresh. The class and
 everything it holds are importable from the installed project, so the state stores references to
 them, never bytecode: a state written under one Python version can be read by another.
+
+`destroy` and `refresh` rebuild the provider from the copy in the state, not from the program
+(pulumi/pulumi#6285), so that copy must follow the code: when the only difference is the provider
+itself (a new release that moved or renamed something it refers to), `diff` reports a change and
+`update` stores the new provider and runs nothing (provider_refreshed). The names a released state
+refers to stay importable (tests/infra/engine/test_stored_providers.py loads every release's).
 """
 
 from __future__ import annotations
 
-import time
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
-import boto3
-from botocore.config import Config
-from pulumi.dynamic import CreateResult, DiffResult, ResourceProvider, UpdateResult
+from pulumi.dynamic import CreateResult
 
+from infra.dynamic_providers import AwsClients, RunOnChangeProvider, aws_clients
 from infra.release.compatibility import Problem, ReleaseState, release_problems
-from infra.release.rollout import RolloutTarget, check_rollout
 from infra.release.runner import (
-    DEFAULT_POLL_INTERVAL_SECONDS,
     NOTHING_UPDATED,
-    Clock,
+    CheckedRelease,
     MigrationResult,
     MigrationTask,
     ReleaseCheckError,
-    Sleep,
     run_migration,
     run_release_check,
 )
+from infra.services.rollout import RolloutCheckProvider
 
 # A new image or a new migrate task definition is a new release; nothing else re-runs migrations.
 RELEASE_TRIGGERS = ("image", "task_definition_arn")
 
 
-@dataclass(frozen=True)
-class AwsClients:
-    ecs: Any
-    logs: Any
-
-
-ClientFactory = Callable[[str], AwsClients]
-
-
-def aws_clients(region: str) -> AwsClients:
-    """Clients from the standard AWS credential chain (environment, profile, SSO, role)."""
-    session = boto3.session.Session(region_name=region)
-    config = Config(retries={"mode": "standard", "max_attempts": 10})
-    return AwsClients(ecs=session.client("ecs", config=config), logs=session.client("logs", config=config))
-
-
-class RunOnChangeProvider(ResourceProvider):
-    """A provider that runs something on create, and on update when one of `TRIGGERS` changed.
-
-    Deleting the resource undoes nothing (a migration or a finished rollout cannot be unapplied),
-    so destroy never fails on it. The defaults are module-level functions, pickled by reference;
-    tests pass doubles.
-    """
-
-    TRIGGERS: tuple[str, ...] = ()
-
-    def __init__(
-        self,
-        clients: ClientFactory = aws_clients,
-        sleep: Sleep = time.sleep,
-        clock: Clock = time.monotonic,
-        poll_interval_seconds: float = DEFAULT_POLL_INTERVAL_SECONDS,
-    ) -> None:
-        super().__init__()
-        self._clients = clients
-        self._sleep = sleep
-        self._clock = clock
-        self._poll_interval_seconds = poll_interval_seconds
-
-    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        # `olds` are the outputs of the last successful run, so they name what already ran.
-        return DiffResult(changes=any(olds.get(key) != news.get(key) for key in self.TRIGGERS))
-
-    def create(self, props: dict[str, Any]) -> CreateResult:
-        return CreateResult(id_=uuid.uuid4().hex, outs=self._run(props))
-
-    def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
-        return UpdateResult(outs=self._run(news))
-
-    def delete(self, _id: str, _props: dict[str, Any]) -> None:
-        pass
-
-    def _run(self, props: dict[str, Any]) -> dict[str, Any]:
-        raise NotImplementedError
+# States stored by release 0.3.0 name infra.release.provider.aws_clients and .RolloutCheckProvider
+# in their pickled providers: both stay importable from here, the second only as this shim
+# (tests/infra/engine/test_stored_providers.py loads them).
+__all__ = ["RolloutCheckProvider", "aws_clients"]
 
 
 class ReleaseRefusedError(Exception):
@@ -110,11 +60,19 @@ class MigrationProvider(RunOnChangeProvider):
 
     TRIGGERS = RELEASE_TRIGGERS
 
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        # A stack's first release: its database may be empty (a new stack, a new preview).
+        return CreateResult(id_=uuid.uuid4().hex, outs=self._release(props, first=True))
+
     def _run(self, props: dict[str, Any]) -> dict[str, Any]:
+        return self._release(props, first=False)
+
+    def _release(self, props: dict[str, Any], *, first: bool) -> dict[str, Any]:
         clients = self._clients(props["region"])
         task = migration_task(props)
-        state, overridden = self._check(clients, task, props)
-        result = run_migration(
+        checked, overridden = self._check(clients, task, props, first=first)
+        migrated_by_check = checked.migrated if checked else None
+        result = migrated_by_check or run_migration(
             clients.ecs,
             clients.logs,
             task,
@@ -122,18 +80,22 @@ class MigrationProvider(RunOnChangeProvider):
             sleep=self._sleep,
             clock=self._clock,
         )
-        return release_outputs(props, result, state, overridden)
+        return release_outputs(props, result, checked.state if checked else None, overridden)
 
     def _check(
-        self, clients: AwsClients, task: MigrationTask, props: dict[str, Any]
-    ) -> tuple[ReleaseState | None, list[str]]:
-        """The release gate: the state the new image reports, and the problems `force` let through."""
+        self, clients: AwsClients, task: MigrationTask, props: dict[str, Any], *, first: bool
+    ) -> tuple[CheckedRelease | None, list[str]]:
+        """The release gate: what the new image reports, and the problems `force` let through.
+
+        On a stack's first release the check task itself migrates an empty database: nothing runs
+        on it that the gate could protect (a refusal then leaves no service changed: none exists)."""
         force = bool(props.get("force"))
         try:
-            state = run_release_check(
+            checked = run_release_check(
                 clients.ecs,
                 clients.logs,
                 task,
+                migrate_if_empty=first,
                 poll_interval_seconds=self._poll_interval_seconds,
                 sleep=self._sleep,
                 clock=self._clock,
@@ -142,32 +104,10 @@ class MigrationProvider(RunOnChangeProvider):
             if not force:
                 raise
             return None, [str(error)]
-        problems = release_problems(state, props.get("consumed_queues") or [])
+        problems = release_problems(checked.state, props.get("consumed_queues") or [])
         if problems and not force:
             raise ReleaseRefusedError(problems)
-        return state, [str(problem) for problem in problems]
-
-
-class RolloutCheckProvider(RunOnChangeProvider):
-    """Fails the update unless the service's new task definition is what ECS runs (rollout.py)."""
-
-    TRIGGERS = ("service", "task_definition_arn")
-
-    def _run(self, props: dict[str, Any]) -> dict[str, Any]:
-        target = RolloutTarget(
-            cluster=props["cluster"],
-            service=props["service"],
-            task_definition_arn=props["task_definition_arn"],
-            timeout_seconds=float(props["timeout_seconds"]),
-        )
-        deployment = check_rollout(
-            self._clients(props["region"]).ecs,
-            target,
-            poll_interval_seconds=self._poll_interval_seconds,
-            sleep=self._sleep,
-            clock=self._clock,
-        )
-        return {**props, "deployment_id": deployment}
+        return checked, [str(problem) for problem in problems]
 
 
 def migration_task(props: dict[str, Any]) -> MigrationTask:

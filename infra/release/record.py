@@ -1,4 +1,5 @@
-"""The release record: which image a stack runs, what that image holds, and how its workers run.
+"""The release record: which image a stack runs, what that image holds, and how web, its workers
+and Beat are released and run.
 
 Exported as the stack output `release` after every `pulumi up`; the pull request check compares a
 change with it (tasks removed, migrations that will run, pools and Beat that change) and rollback
@@ -12,29 +13,49 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from infra.config.stack import StackConfig
 from infra.release.compatibility import ReleaseState
-from infra.services.config import BeatConfig, WorkerPool
+from infra.scheduler.config import BeatConfig
+from infra.web.config import WebDeployment
+from infra.workers.config import WorkerPoolConfig, WorkersConfig
 
 
-def pool_settings(pool: WorkerPool) -> dict[str, Any]:
-    return {"queues": list(pool.queues), "minCount": pool.min_count, "maxCount": pool.max_count}
+def pool_settings(pool: WorkerPoolConfig, canary_max_failure_percent: int) -> dict[str, Any]:
+    scaling = pool.scaling
+    return {
+        "queues": list(pool.queues),
+        "minCount": scaling.min_count,
+        "maxCount": scaling.max_count,
+        "canaryMinutes": pool.canary_minutes,
+        "canaryMaxFailurePercent": canary_max_failure_percent,
+    }
 
 
 def beat_settings(beat: BeatConfig) -> dict[str, Any]:
     return {"enabled": beat.enabled, "spot": beat.spot, "cpu": beat.size.cpu, "memory": beat.size.memory}
 
 
-def operations(config: StackConfig) -> dict[str, Any]:
-    """How the stack runs its workers and Beat, as the record keeps it."""
+def web_settings(deployment: WebDeployment) -> dict[str, Any]:
     return {
-        "pools": {pool.name: pool_settings(pool) for pool in config.workers.pools},
-        "beat": beat_settings(config.beat),
+        "deployment": deployment.strategy,
+        "canaryPercent": deployment.canary_percent,
+        "canaryMinutes": deployment.canary_minutes,
+        "linearStepPercent": deployment.linear_step_percent,
+        "linearStepMinutes": deployment.linear_step_minutes,
+        "bakeMinutes": deployment.bake_minutes,
+        "rollback5xxPercent": deployment.rollback_5xx_percent,
+        "rollbackP99Milliseconds": deployment.rollback_p99_milliseconds,
     }
 
 
-def consumed_queues(config: StackConfig) -> list[str]:
-    return sorted({queue for pool in config.workers.pools for queue in pool.queues})
+def operations(workers: WorkersConfig, beat: BeatConfig, web: WebDeployment) -> dict[str, Any]:
+    """How the stack releases and runs web, its workers and Beat, as the record keeps it."""
+    return {
+        "pools": {
+            pool.name: pool_settings(pool, workers.canary_max_failure_percent) for pool in workers.pools
+        },
+        "beat": beat_settings(beat),
+        "web": web_settings(web),
+    }
 
 
 @dataclass(frozen=True)
@@ -47,6 +68,7 @@ class ReleaseRecord:
     state: ReleaseState | None  # None when the image could not report it (a forced release)
     pools: Mapping[str, Mapping[str, Any]]
     beat: Mapping[str, Any]
+    web: Mapping[str, Any]  # empty in records of releases before web deployment strategies
 
     @classmethod
     def from_output(cls, output: Mapping[str, Any]) -> ReleaseRecord:
@@ -66,6 +88,7 @@ class ReleaseRecord:
             state=state,
             pools=dict(output.get("pools") or {}),
             beat=dict(output.get("beat") or {}),
+            web=dict(output.get("web") or {}),
         )
 
 

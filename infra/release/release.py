@@ -18,13 +18,19 @@ from typing import Any
 
 import pulumi
 
+from infra import app_contract
 from infra.app_contract import Role
-from infra.config.stack import StackConfig
 from infra.image.image import AppImage
 from infra.image.reference import digest_of
-from infra.release.provider import MigrationProvider, RolloutCheckProvider
-from infra.release.record import consumed_queues, operations, record_output
-from infra.services.fargate import FargateTask, Placement
+from infra.release.config import ReleaseConfig
+from infra.release.provider import MigrationProvider
+from infra.release.record import operations, record_output
+from infra.scheduler.config import BeatConfig
+from infra.services.containers import STOP_TIMEOUT_SECONDS, ContainerSpec
+from infra.services.fargate import FargateTask, FargateTaskArgs, Placement, TaskRuntime
+from infra.services.task_sizes import TaskSize
+from infra.web.config import WebDeployment
+from infra.workers.config import WorkersConfig
 
 DEFAULT_TIMEOUT_SECONDS = 15 * 60
 
@@ -56,29 +62,22 @@ class ReleaseArgs:
             raise ValueError("release container name must not be empty")
 
 
-def release_args(
-    config: StackConfig,
-    placement: Placement,
-    migrate: FargateTask,
-    image: AppImage,
-    region: pulumi.Input[str],
-    depends_on: Sequence[pulumi.Resource],
-) -> ReleaseArgs:
-    """The release of this stack's image: its migrate task, its gate and what its record keeps."""
-    return ReleaseArgs(
-        placement,
-        migrate.task_definition_arn,
-        image.image_ref,
-        migrate.log_group_name,
-        region,
-        timeout_seconds=config.release.migrate_timeout_seconds,
-        depends_on=depends_on,
-        consumed_queues=consumed_queues(config),
-        force=config.release.force,
-        image_source=image.source,
-        image_tag=image.tag,
-        operations=operations(config),
+def migrate_container() -> ContainerSpec:
+    return ContainerSpec(
+        role=Role.MIGRATE, command=app_contract.migrate_command(), stop_timeout_seconds=STOP_TIMEOUT_SECONDS
     )
+
+
+@dataclass(frozen=True)
+class ReleasedStack:
+    """What a release needs to know of the stack's settings: its own, and the web deployment,
+    workers and Beat it gates; its migrate task runs at the web's size."""
+
+    release: ReleaseConfig
+    workers: WorkersConfig
+    beat: BeatConfig
+    web: WebDeployment
+    task_size: TaskSize
 
 
 class MigrationRun(pulumi.dynamic.Resource):
@@ -157,38 +156,31 @@ class Release(pulumi.ComponentResource):
         )
 
 
-@dataclass(frozen=True)
-class RolloutCheckArgs:
-    cluster: pulumi.Input[str]
-    service: pulumi.Input[str]  # the service's name
-    task_definition_arn: pulumi.Input[str]  # the revision the service update deploys
-    region: pulumi.Input[str]
-    timeout_seconds: int
-    service_resource: pulumi.Resource  # checked once its update is done
-
-
-class RolloutVerification(pulumi.dynamic.Resource):
-    deployment_id: pulumi.Output[str]
-
-    def __init__(self, name: str, args: RolloutCheckArgs, opts: pulumi.ResourceOptions) -> None:
-        props = {
-            "cluster": args.cluster,
-            "service": args.service,
-            "task_definition_arn": args.task_definition_arn,
-            "region": args.region,
-            "timeout_seconds": args.timeout_seconds,
-            "deployment_id": None,  # filled in by the provider
-        }
-        super().__init__(RolloutCheckProvider(), name, props, opts)
-
-
-class RolloutCheck(pulumi.ComponentResource):
-    """After each new task definition of a service: fail `pulumi up` if ECS rolled it back."""
-
-    def __init__(self, name: str, args: RolloutCheckArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__("djcelery:index:RolloutCheck", name, None, opts)
-        verification = RolloutVerification(
-            f"{name}-verify", args, pulumi.ResourceOptions(parent=self, depends_on=[args.service_resource])
-        )
-        self.deployment_id = verification.deployment_id
-        self.register_outputs({"deployment_id": self.deployment_id})
+def release_phase(
+    settings: ReleasedStack,
+    runtime: TaskRuntime,
+    placement: Placement,
+    image: AppImage,
+    region: pulumi.Input[str],
+    prerequisites: Sequence[pulumi.Resource],
+    opts: pulumi.ResourceOptions,
+) -> tuple[FargateTask, Release]:
+    """The migrate task definition and the release that runs it once `prerequisites` exist."""
+    migrate = FargateTask(
+        Role.MIGRATE, FargateTaskArgs(settings.task_size, [migrate_container()], runtime), opts
+    )
+    args = ReleaseArgs(
+        placement,
+        migrate.task_definition_arn,
+        image.image_ref,
+        migrate.log_group_name,
+        region,
+        timeout_seconds=settings.release.migrate_timeout_seconds,
+        depends_on=[*prerequisites, migrate],
+        consumed_queues=settings.workers.consumed_queues,
+        force=settings.release.force,
+        image_source=image.source,
+        image_tag=image.tag,
+        operations=operations(settings.workers, settings.beat, settings.web),
+    )
+    return migrate, Release("release", args, opts)

@@ -8,28 +8,32 @@ whose message says what happened, why ECS says it happened, and what the task pr
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from infra import app_contract, ecs_tasks
-from infra.ecs_tasks import FargateNetwork, TaskLog, TaskState, client_error_text
+from infra.ecs_tasks import (
+    DEFAULT_POLL_INTERVAL_SECONDS,
+    Clock,
+    FargateNetwork,
+    Sleep,
+    TaskLog,
+    TaskState,
+    client_error_text,
+)
 from infra.release.compatibility import ReleaseState, ReleaseStateError
 
 # Marks the tasks this module starts, so they stand out in `aws ecs list-tasks --started-by`.
 STARTED_BY = "pulumi-release"
-DEFAULT_POLL_INTERVAL_SECONDS = 6.0
 DEFAULT_LOG_TAIL_LINES = 30
 # The awslogs stream prefix of the migrate container: its stream is <prefix>/<container>/<task id>.
-LOG_STREAM_PREFIX = "migrate"
+LOG_STREAM_PREFIX = app_contract.Role.MIGRATE.value
 
 # Ends every failure message: the release gates the rollout, so a failure leaves the services alone.
 NOTHING_UPDATED = "No service was updated; fix the cause and run `pulumi up` again."
-
-Sleep = Callable[[float], None]
-Clock = Callable[[], float]
 
 
 class ReleaseError(Exception):
@@ -102,21 +106,41 @@ def run_migration(
     return MigrationResult(task_arn=task_arn, exit_code=0, duration_seconds=round(clock() - started_at, 1))
 
 
+# What Django's argument parser prints for an image whose release_state predates the flag.
+UNKNOWN_FLAG = "unrecognized arguments: --migrate-if-empty"
+
+
+@dataclass(frozen=True)
+class CheckedRelease:
+    state: ReleaseState  # what the new image reported
+    # The same task migrated an empty database (run_release_check's migrate_if_empty); None: the
+    # migrations are still to run.
+    migrated: MigrationResult | None = None
+
+
 def run_release_check(
     ecs: Any,
     logs: Any,
     task: MigrationTask,
     *,
+    migrate_if_empty: bool = False,
     poll_interval_seconds: float = DEFAULT_POLL_INTERVAL_SECONDS,
     sleep: Sleep = time.sleep,
     clock: Clock = time.monotonic,
-) -> ReleaseState:
+) -> CheckedRelease:
     """Runs `manage.py release_state --applied --live` in the new image (the migrate task definition,
     its command replaced) against the live database and broker, and returns what it reported.
 
-    Raises ReleaseCheckError if the task does not start, fails, overruns or reports nothing usable.
+    With `migrate_if_empty` the task also migrates a database that has no migration applied, right
+    after its report (release_state --migrate-if-empty): nothing runs on such a database yet, so
+    there is nothing for the gate to protect, and the release takes one task instead of two.
+
+    Raises ReleaseCheckError if the task does not start, fails, overruns or reports nothing usable,
+    and ReleaseError if it reported an empty database and then failed to migrate it.
     """
-    command = app_contract.release_state_command("--applied", "--live")
+    flags = ("--applied", "--live", *(("--migrate-if-empty",) if migrate_if_empty else ()))
+    command = app_contract.release_state_command(*flags)
+    started_at = clock()
     try:
         task_arn = start_task(ecs, task, command)
     except ReleaseError as error:
@@ -128,26 +152,54 @@ def run_release_check(
         raise ReleaseCheckError(
             f"the check task {task_arn} did not finish; {_stop(ecs, task, task_arn)}.{tail}"
         )
+    state = _reported_state(logs, task, task_arn)
+    migrated_here = migrate_if_empty and isinstance(state, ReleaseState) and state.applied == ()
     if seen.exit_code != 0:
+        if migrated_here:
+            raise ReleaseError(_failure_message(seen) + tail)
+        if migrate_if_empty and UNKNOWN_FLAG in tail:
+            # An image whose release_state predates the flag (a promoted older one): checked as
+            # before, then migrated by the migrate task.
+            return run_release_check(
+                ecs, logs, task, poll_interval_seconds=poll_interval_seconds, sleep=sleep, clock=clock
+            )
         raise ReleaseCheckError(
             f"`{' '.join(command)}` in task {task_arn} ended with exit code {seen.exit_code} "
             f"({'; '.join(seen.stop_details())}). An image without that command (one built before "
             f"release checks existed) cannot be checked: release it with releaseForce.{tail}"
         )
+    if not isinstance(state, ReleaseState):
+        raise ReleaseCheckError(f"the check task {task_arn} reported no usable state: {state}.{tail}")
+    if not migrated_here:
+        return CheckedRelease(state)
+    duration = round(clock() - started_at, 1)
+    return CheckedRelease(state, MigrationResult(task_arn=task_arn, exit_code=0, duration_seconds=duration))
+
+
+def _reported_state(logs: Any, task: MigrationTask, task_arn: str) -> ReleaseState | str:
+    """The state the check task printed, or why there is none."""
     stream = ecs_tasks.log_stream_name(LOG_STREAM_PREFIX, task.container_name, task_arn)
     try:
         return ReleaseState.from_lines(TaskLog(logs, task.log_group_name, stream).read_new_lines())
     except (ReleaseStateError, ValueError, ClientError) as error:
-        raise ReleaseCheckError(
-            f"the check task {task_arn} reported no usable state: {error}.{tail}"
-        ) from error
+        return str(error)
 
 
-def start_task(ecs: Any, task: MigrationTask, command: Sequence[str] | None = None) -> str:
-    """RunTask on Fargate in the service subnets, optionally with another command; return the task ARN."""
-    overrides = (
-        {"containerOverrides": [{"name": task.container_name, "command": list(command)}]} if command else None
-    )
+def start_task(
+    ecs: Any,
+    task: MigrationTask,
+    command: Sequence[str] | None = None,
+    environment: Mapping[str, str] | None = None,
+) -> str:
+    """RunTask on Fargate in the service subnets, optionally with another command and more plain
+    variables (botocore ECS ContainerOverride: name, command, environment as KeyValuePair name and
+    value); return the task ARN."""
+    override: dict[str, Any] = {"name": task.container_name}
+    if command:
+        override["command"] = list(command)
+    if environment:
+        override["environment"] = [{"name": name, "value": value} for name, value in environment.items()]
+    overrides = {"containerOverrides": [override]} if len(override) > 1 else None
     try:
         return ecs_tasks.start_task(
             ecs,

@@ -1,9 +1,12 @@
 """The operational summary of a change, for the pull request comment next to the Pulumi diff.
 
 What a reviewer needs to know before a merge deploys: whether the release check passes (and why
-not), which migrations will run, whether Beat restarts, and how worker pools change (minimum,
-maximum, scale to zero, pools added or removed). Built from the stack's release record (what runs)
-and the pull request's code and config; plain functions returning Markdown.
+not), which migrations will run, whether Beat restarts, how worker pools change (minimum,
+maximum, scale to zero, pools added or removed), how the Beat schedule changes, entry by entry,
+and the release notes of the deploy itself: how web moves to the new revision (strategy, canary
+share and window, bake) and the alarms that roll it back, and which pools run a canary of the new
+image first, for how long. Built from the stack's release record (what runs) and the pull
+request's code and config; plain functions returning Markdown.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ from typing import Any
 
 from infra.release.compatibility import Problem, ReleaseState, new_migrations
 from infra.release.record import ReleaseRecord
+from infra.schedules.changes import changes_markdown, schedule_changes
+from infra.schedules.record import recorded_schedule
 
 
 @dataclass(frozen=True)
@@ -25,6 +30,7 @@ class Change:
     image_source: str  # "build", "imageRef" or "stack <name>"
     pools: Mapping[str, Mapping[str, Any]]  # as record.operations() writes them
     beat: Mapping[str, Any]
+    web: Mapping[str, Any]
 
 
 def release_summary(
@@ -40,8 +46,12 @@ def release_summary(
         f"| Image | {image_line(record, change)} |",
         f"| Migrations that will run | {migrations_line(record, change)} |",
         f"| Beat | {beat_line(record, change)} |",
+        f"| Web release | {web_release_line(record, change)} |",
+        f"| Worker canaries | {worker_canaries_line(change.pools)} |",
         "",
         *pools_table(record.pools if record else {}, change.pools),
+        "",
+        schedule_section(record, change),
     ]
     if record is None:
         lines += [
@@ -50,6 +60,12 @@ def release_summary(
             "nothing to compare tasks and migrations with._",
         ]
     return "\n".join(lines) + "\n"
+
+
+def schedule_section(record: ReleaseRecord | None, change: Change) -> str:
+    """Beat entries added, removed, or with another task, schedule, period or policy."""
+    before = recorded_schedule(record.state.beat) if record and record.state else {}
+    return changes_markdown(schedule_changes(before, recorded_schedule(change.state.beat))).rstrip("\n")
 
 
 def image_line(record: ReleaseRecord | None, change: Change) -> str:
@@ -96,6 +112,44 @@ def beat_line(record: ReleaseRecord | None, change: Change) -> str:
     return (
         f"restarts ({', '.join(reasons)}): the old Beat stops before the new one starts, so periodic "
         "tasks pause for about a minute"
+    )
+
+
+def web_release_line(record: ReleaseRecord | None, change: Change) -> str:
+    line = deployment_text(change.web)
+    before = record.web.get("deployment") if record else None
+    if before and before != change.web.get("deployment"):
+        line += f" (was {before})"
+    return line
+
+
+def deployment_text(web: Mapping[str, Any]) -> str:
+    """How a web deployment moves traffic, and what rolls it back (infra/web/traffic.py)."""
+    strategy = web.get("deployment", "rolling")
+    if strategy == "rolling":
+        return "rolling: tasks replaced in place; ECS's circuit breaker rolls back tasks that do not start"
+    shifts = {
+        "canary": f"{web['canaryPercent']:g} % of the traffic for {web['canaryMinutes']} min, then all of it",
+        "linear": f"{web['linearStepPercent']:g} % more of the traffic every {web['linearStepMinutes']} min",
+        "blue_green": "all of the traffic at once",
+    }
+    return (
+        f"{strategy}: the new revision starts beside the old one and gets {shifts[strategy]}; both are "
+        f"kept {web['bakeMinutes']} min (bake). ECS rolls back by itself when the load balancer answers "
+        f"more than {web['rollback5xxPercent']} % 5xx or its p99 exceeds {web['rollbackP99Milliseconds']} ms "
+        "for 2 minutes in a row"
+    )
+
+
+def worker_canaries_line(pools: Mapping[str, Mapping[str, Any]]) -> str:
+    canaried = {name: pool for name, pool in sorted(pools.items()) if pool.get("canaryMinutes")}
+    if not canaried:
+        return "off: every pool rolls to the new image at once"
+    windows = ", ".join(f"{name} {pool['canaryMinutes']} min" for name, pool in canaried.items())
+    percent = next(iter(canaried.values()))["canaryMaxFailurePercent"]
+    return (
+        f"{windows}: one task of the new image consumes the pool's queues first; the release stops, and "
+        f"the pool keeps its image, if more than {percent} % of its task runs fail"
     )
 
 

@@ -15,16 +15,10 @@ from typing import Any
 
 from infra import app_contract
 from infra.app_contract import Role
-from infra.autoscaling.publisher import QueueMetricsPublisher
-from infra.config.stack import StackConfig
-from infra.services.config import SignupsConfig, WorkerPool
+from infra.services.config import AppSettings, SignupsConfig
 
 # ECS stop timeout of web, Beat and migrate (the worker's comes from the stack config).
 STOP_TIMEOUT_SECONDS = 30
-# gunicorn must finish in-flight requests before ECS sends SIGKILL.
-GUNICORN_GRACEFUL_TIMEOUT_SECONDS = STOP_TIMEOUT_SECONDS - 5
-# gunicorn keeps idle connections open longer than the ALB, or the ALB reuses closed ones (502s).
-GUNICORN_KEEPALIVE_MARGIN_SECONDS = 15
 TMP_SIZE_MIB = 128
 HEALTH_CHECK = {"interval": 30, "timeout": 5, "retries": 3, "startPeriod": 60}
 # ECS Exec bind-mounts its agent into the container and writes state next to it; with a read-only
@@ -60,23 +54,25 @@ class ContainerSpec:
     essential: bool = True
 
 
-def shared_environment(config: StackConfig, host_names: Sequence[str], region: str) -> dict[str, str]:
+def shared_environment(settings: AppSettings, host_names: Sequence[str], region: str) -> dict[str, str]:
     """Plain settings every role gets; `host_names` are the names the web app is reached at."""
+    app, celery = settings.app, settings.celery
     environment = {
-        app_contract.DJANGO_SETTINGS_MODULE: config.app.django_settings_module,
+        app_contract.DJANGO_SETTINGS_MODULE: app.django_settings_module,
         app_contract.DJANGO_ALLOWED_HOSTS: ",".join(host_names),
-        app_contract.DJANGO_SECURE_SSL_REDIRECT: "true" if config.web.https else "false",
-        app_contract.LOG_LEVEL: config.app.log_level,
-        app_contract.DEFAULT_FROM_EMAIL: config.app.default_from_email,
-        app_contract.CELERY_TASK_SOFT_TIME_LIMIT: str(config.celery.soft_time_limit_seconds),
-        app_contract.CELERY_TASK_TIME_LIMIT: str(config.celery.time_limit_seconds),
-        app_contract.CELERY_VISIBILITY_TIMEOUT: str(config.celery.visibility_timeout_seconds),
-        app_contract.CELERY_WORKER_STOP_TIMEOUT: str(config.workers.stop_timeout_seconds),
-        app_contract.PERIODIC_HEARTBEAT_SECONDS: str(config.beat.periodic_heartbeat_seconds),
+        app_contract.DJANGO_SECURE_SSL_REDIRECT: "true" if settings.https else "false",
+        app_contract.LOG_LEVEL: app.log_level,
+        app_contract.DEFAULT_FROM_EMAIL: app.default_from_email,
+        app_contract.CELERY_TASK_SOFT_TIME_LIMIT: str(celery.soft_time_limit_seconds),
+        app_contract.CELERY_TASK_TIME_LIMIT: str(celery.time_limit_seconds),
+        app_contract.CELERY_VISIBILITY_TIMEOUT: str(celery.visibility_timeout_seconds),
+        app_contract.CELERY_WORKER_STOP_TIMEOUT: str(settings.worker_stop_timeout_seconds),
+        app_contract.PERIODIC_HEARTBEAT_SECONDS: str(settings.periodic_heartbeat_seconds),
         app_contract.AWS_REGION: region,
-        **signups_environment(config.signups),
+        app_contract.REDIS_KEY_PREFIX: settings.redis_key_prefix,
+        **signups_environment(settings.signups),
     }
-    if config.web.https:
+    if settings.https:
         origins = ",".join(f"https://{host}" for host in host_names)
         environment[app_contract.DJANGO_CSRF_TRUSTED_ORIGINS] = origins
     return environment
@@ -95,9 +91,13 @@ def signups_environment(signups: SignupsConfig) -> dict[str, str]:
     }
 
 
-def data_environment(media_bucket: str, database_instance: str) -> dict[str, str]:
-    """Where every role finds the stack's data besides its secrets."""
-    return {app_contract.MEDIA_BUCKET: media_bucket, app_contract.DATABASE_INSTANCE: database_instance}
+def data_environment(media_bucket: str, database_instance: str, secrets_fingerprint: str) -> dict[str, str]:
+    """Where every role finds the stack's data besides its secrets, and which secret values it reads."""
+    return {
+        app_contract.MEDIA_BUCKET: media_bucket,
+        app_contract.DATABASE_INSTANCE: database_instance,
+        app_contract.SECURE_CONFIG_DIGEST: secrets_fingerprint,
+    }
 
 
 def task_volumes() -> list[dict[str, str]]:
@@ -159,63 +159,3 @@ def container_definition(context: ContainerContext, spec: ContainerSpec, log_gro
     if not spec.essential:
         definition["restartPolicy"] = {"enabled": True}
     return definition
-
-
-def web_container(config: StackConfig) -> ContainerSpec:
-    # No container health check: the ALB target group checks /healthz and ECS replaces failing tasks.
-    return ContainerSpec(
-        role=Role.WEB,
-        command=app_contract.web_command(),
-        stop_timeout_seconds=STOP_TIMEOUT_SECONDS,
-        port=app_contract.CONTAINER_PORT,
-        environment={
-            app_contract.GUNICORN_TIMEOUT: str(config.web.gunicorn_timeout_seconds),
-            app_contract.GUNICORN_KEEPALIVE: str(
-                config.web.alb_idle_timeout_seconds + GUNICORN_KEEPALIVE_MARGIN_SECONDS
-            ),
-            app_contract.GUNICORN_GRACEFUL_TIMEOUT: str(GUNICORN_GRACEFUL_TIMEOUT_SECONDS),
-        },
-    )
-
-
-def worker_container(pool: WorkerPool, stop_timeout_seconds: int) -> ContainerSpec:
-    return ContainerSpec(
-        role=Role.WORKER,
-        command=app_contract.worker_command(
-            pool.name, pool.queues, pool.concurrency, pool.prefetch_multiplier
-        ),
-        stop_timeout_seconds=stop_timeout_seconds,
-        health_check=heartbeat_health_check(app_contract.WORKER_HEARTBEAT_FILE),
-    )
-
-
-def beat_container() -> ContainerSpec:
-    return ContainerSpec(
-        role=Role.BEAT,
-        command=app_contract.beat_command(),
-        stop_timeout_seconds=STOP_TIMEOUT_SECONDS,
-        health_check=heartbeat_health_check(app_contract.BEAT_HEARTBEAT_FILE),
-    )
-
-
-def migrate_container() -> ContainerSpec:
-    return ContainerSpec(
-        role=Role.MIGRATE, command=app_contract.migrate_command(), stop_timeout_seconds=STOP_TIMEOUT_SECONDS
-    )
-
-
-def queue_metrics_container(publisher: QueueMetricsPublisher, *, essential: bool) -> ContainerSpec:
-    """The publisher that feeds worker autoscaling: a sidecar of Beat (non-essential, so a metrics
-    failure never stops the scheduler), or the only container of its own task without Beat."""
-    return ContainerSpec(
-        role=Role.QUEUE_METRICS,
-        command=app_contract.queue_metrics_command(),
-        stop_timeout_seconds=STOP_TIMEOUT_SECONDS,
-        essential=essential,
-        environment={
-            app_contract.QUEUE_METRICS_NAMESPACE: publisher.namespace,
-            app_contract.QUEUE_METRICS_INTERVAL_SECONDS: str(publisher.interval_seconds),
-            app_contract.QUEUE_METRICS_POOLS: publisher.pools_json,
-            app_contract.ECS_CLUSTER: publisher.cluster_name,
-        },
-    )

@@ -1,8 +1,10 @@
 """A Fargate task definition with its log group and roles, and the ECS service that runs it.
 
 `FargateTask` alone serves one-off tasks (the migrate task); `FargateService` wraps one for the
-long-running roles. Every service rolls back a failed deployment by itself (circuit breaker),
-allows ECS Exec, runs on the latest platform version and propagates its tags to its tasks.
+long-running roles. Every service rolls back a failed deployment by itself (the circuit breaker;
+the alarms of one that shifts traffic), allows ECS Exec, runs on the latest
+platform version and propagates its tags to its tasks. A service that `pulumi up` waits for rolls
+its deployment back when `pulumi up` is interrupted (Ctrl-C, SIGINT).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import pulumi
 import pulumi_aws as aws
@@ -137,7 +140,28 @@ class Placement:
     cluster_arn: pulumi.Input[str]
     subnet_ids: Sequence[pulumi.Input[str]]
     security_group_ids: Sequence[pulumi.Input[str]]
-    assign_public_ip: bool
+    assign_public_ip: pulumi.Input[bool]  # a thin preview reads it from its base's outputs
+
+
+# The AWS provider waits this long for a service update with `wait_for_steady_state` unless told
+# otherwise (terraform-provider-aws aws_ecs_service: create, update and delete timeouts of 20 min).
+DEFAULT_WAIT_MINUTES = 20
+
+
+@dataclass(frozen=True)
+class TrafficShift:
+    """A deployment other than rolling: ECS starts the new revision in the alternate target group
+    and moves production traffic to it by rewriting the production listener rule's weights
+    (botocore ECS model: DeploymentConfiguration, LoadBalancer.advancedConfiguration)."""
+
+    deployment_configuration: aws.ecs.ServiceDeploymentConfigurationArgs
+    advanced_configuration: aws.ecs.ServiceLoadBalancerAdvancedConfigurationArgs
+    alarm_names: Sequence[pulumi.Input[str]]  # any of them in ALARM rolls the deployment back
+    # The circuit breaker too (tasks that never become healthy): ECS documents it for rolling and
+    # blue/green deployments only (developer guide, "Amazon ECS deployment failure detection").
+    circuit_breaker: bool
+    # How long a deployment may hold `pulumi up` beyond starting tasks: traffic steps and bake time.
+    watched_minutes: int
 
 
 @dataclass(frozen=True)
@@ -146,6 +170,15 @@ class LoadBalancerTarget:
     container_name: str
     container_port: int
     health_check_grace_period_seconds: int
+    traffic_shift: TrafficShift | None = None  # None: a rolling deployment
+
+
+class RolloutGate(Protocol):
+    """What must pass before a service rolls to its task definition (a worker pool's canary).
+
+    `gate` declares it for the service's task and returns the resource the service waits for."""
+
+    def gate(self, task: FargateTask) -> pulumi.Resource: ...
 
 
 @dataclass(frozen=True)
@@ -164,9 +197,11 @@ class FargateServiceArgs:
     # Makes `pulumi up` wait until the new tasks are healthy (or rolled back).
     wait_for_steady_state: bool = False
     depends_on: Sequence[pulumi.Resource] = ()
+    rollout_gate: RolloutGate | None = None
 
 
 class FargateService(pulumi.ComponentResource):
+    key: str  # the logical name, also the end of the physical name (StackNames.service)
     service_name: pulumi.Output[str]
     task: FargateTask
 
@@ -174,8 +209,10 @@ class FargateService(pulumi.ComponentResource):
         self, name: str, args: FargateServiceArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("djcelery:index:FargateService", name, None, opts)
+        self.key = name
         self.task = FargateTask(name, args.task, pulumi.ResourceOptions(parent=self))
-        placement, target = args.placement, args.load_balancer
+        gates = [args.rollout_gate.gate(self.task)] if args.rollout_gate else []
+        placement = args.placement
         service = aws.ecs.Service(
             f"{name}-service",
             name=args.task.runtime.names.service(name),
@@ -196,30 +233,22 @@ class FargateService(pulumi.ComponentResource):
                 security_groups=list(placement.security_group_ids),
                 assign_public_ip=placement.assign_public_ip,
             ),
-            deployment_circuit_breaker=aws.ecs.ServiceDeploymentCircuitBreakerArgs(
-                enable=True, rollback=True
-            ),
             deployment_minimum_healthy_percent=args.minimum_healthy_percent,
             deployment_maximum_percent=args.maximum_percent,
             availability_zone_rebalancing="ENABLED" if args.availability_zone_rebalancing else "DISABLED",
             enable_execute_command=True,
             enable_ecs_managed_tags=True,
             propagate_tags="SERVICE",
-            load_balancers=[
-                aws.ecs.ServiceLoadBalancerArgs(
-                    target_group_arn=target.target_group_arn,
-                    container_name=target.container_name,
-                    container_port=target.container_port,
-                )
-            ]
-            if target
-            else None,
-            health_check_grace_period_seconds=target.health_check_grace_period_seconds if target else None,
             wait_for_steady_state=args.wait_for_steady_state,
+            # Ctrl-C on a `pulumi up` that waits rolls the deployment back (it needs the wait).
+            sigint_rollback=args.wait_for_steady_state or None,
+            **rollback_settings(args.load_balancer.traffic_shift if args.load_balancer else None),
+            **load_balancer_settings(args.load_balancer),
             opts=pulumi.ResourceOptions(
                 parent=self,
+                custom_timeouts=wait_timeouts(args),
                 # Its own task's roles and policies too: the task definition names only the roles.
-                depends_on=[*args.depends_on, self.task],
+                depends_on=[*args.depends_on, self.task, *gates],
                 ignore_changes=["desired_count"] if args.autoscaled else None,
                 # A fixed name cannot exist twice, so a replacement deletes the old service first.
                 delete_before_replace=True,
@@ -227,3 +256,46 @@ class FargateService(pulumi.ComponentResource):
         )
         self.service_name = service.name
         self.register_outputs({"service_name": self.service_name})
+
+
+def rollback_settings(shift: TrafficShift | None) -> dict[str, Any]:
+    """What fails a deployment and rolls it back: the circuit breaker (tasks that do not start or
+    stay unhealthy) where ECS supports it, and the alarms of a traffic-shifting deployment."""
+    breaker = shift is None or shift.circuit_breaker
+    settings: dict[str, Any] = {
+        "deployment_circuit_breaker": aws.ecs.ServiceDeploymentCircuitBreakerArgs(
+            enable=breaker, rollback=breaker
+        )
+    }
+    if shift is not None:
+        settings["deployment_configuration"] = shift.deployment_configuration
+        settings["alarms"] = aws.ecs.ServiceAlarmsArgs(
+            alarm_names=list(shift.alarm_names), enable=True, rollback=True
+        )
+    return settings
+
+
+def load_balancer_settings(target: LoadBalancerTarget | None) -> dict[str, Any]:
+    if target is None:
+        return {}
+    shift = target.traffic_shift
+    return {
+        "load_balancers": [
+            aws.ecs.ServiceLoadBalancerArgs(
+                target_group_arn=target.target_group_arn,
+                container_name=target.container_name,
+                container_port=target.container_port,
+                advanced_configuration=shift.advanced_configuration if shift else None,
+            )
+        ],
+        "health_check_grace_period_seconds": target.health_check_grace_period_seconds,
+    }
+
+
+def wait_timeouts(args: FargateServiceArgs) -> pulumi.CustomTimeouts | None:
+    """A `pulumi up` that waits for the deployment waits through its traffic steps and bake too."""
+    if not args.wait_for_steady_state:
+        return None
+    shift = args.load_balancer.traffic_shift if args.load_balancer else None
+    minutes = DEFAULT_WAIT_MINUTES + (shift.watched_minutes if shift else 0)
+    return pulumi.CustomTimeouts(create=f"{minutes}m", update=f"{minutes}m")

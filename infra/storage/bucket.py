@@ -29,6 +29,20 @@ def bucket_prefix(stack_prefix: str) -> str:
     return stack_prefix[: MAX_BUCKET_PREFIX - len(suffix)].rstrip("-") + suffix
 
 
+def abort_incomplete_uploads_rule() -> aws.s3.BucketLifecycleConfigurationRuleArgs:
+    """A lifecycle rule that aborts multipart uploads left unfinished: their parts are billed as
+    storage and never show as objects (S3 user guide, "Configuring a bucket lifecycle configuration
+    to delete incomplete multipart uploads")."""
+    return aws.s3.BucketLifecycleConfigurationRuleArgs(
+        id="abort-incomplete-uploads",
+        status="Enabled",
+        filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=""),
+        abort_incomplete_multipart_upload=aws.s3.BucketLifecycleConfigurationRuleAbortIncompleteMultipartUploadArgs(
+            days_after_initiation=ABORT_INCOMPLETE_UPLOADS_DAYS
+        ),
+    )
+
+
 def block_public_access(
     name: str, bucket: aws.s3.Bucket, opts: pulumi.ResourceOptions
 ) -> aws.s3.BucketPublicAccessBlock:
@@ -128,16 +142,7 @@ class MediaBucket(pulumi.ComponentResource):
         """Abandoned multipart uploads go; with versioning, so do old versions after a while."""
         config, name, child = self._args.config, self._name, pulumi.ResourceOptions(parent=self)
         everything = aws.s3.BucketLifecycleConfigurationRuleFilterArgs(prefix="")
-        rules = [
-            aws.s3.BucketLifecycleConfigurationRuleArgs(
-                id="abort-incomplete-uploads",
-                status="Enabled",
-                filter=everything,
-                abort_incomplete_multipart_upload=aws.s3.BucketLifecycleConfigurationRuleAbortIncompleteMultipartUploadArgs(
-                    days_after_initiation=ABORT_INCOMPLETE_UPLOADS_DAYS
-                ),
-            )
-        ]
+        rules = [abort_incomplete_uploads_rule()]
         versioning = None
         if config.versioning:
             versioning = aws.s3.BucketVersioning(

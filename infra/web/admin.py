@@ -1,14 +1,15 @@
-"""Who may reach the Django admin: listener rules on the listener that serves the app.
+"""Who may reach the Django admin: listener rules on the listener that serves the app, the first fence.
 
 Requests for the admin from the stack's `adminAllowedCidrs` are forwarded to the app (one rule per
 group of networks: a rule holds at most five condition values, three per condition); every other
-request for it gets a 404 from the load balancer, before it reaches the app. An empty list closes
-the admin to everyone; `0.0.0.0/0` with `::/0` leaves it open and declares no rules.
+request for `/admin` or `/admin/*` gets a 404 from the load balancer, before it reaches the app. An
+empty list closes the admin to everyone; `0.0.0.0/0` with `::/0` leaves it open and declares no rules.
 
-The load balancer matches the path as the client sent it, while gunicorn percent-decodes it before
-Django routes it, so `/%61dmin/` reaches the admin too. The 404 rules therefore also catch every
-path that has a percent-encoded character where the admin's prefix would be (`/%…`, `/a%…`, ...,
-`/admin%…`): a path that starts with an encoded character gets a 404 as well.
+The load balancer matches the path as the client sent it, and ELB accepts only plain characters in a
+path pattern (no `%`: ELBv2 `RuleCondition.Values`), while gunicorn percent-decodes the path before
+Django routes it, so `/%61dmin/` passes these rules. Where the path is decoded, two more fences
+close it: the WAF rule of the firewall (URL-decoded, lower-cased path, when WAF is on) and the app,
+which checks the client address of every admin request against ADMIN_ALLOWED_CIDRS after decoding.
 """
 
 from __future__ import annotations
@@ -32,17 +33,8 @@ NOT_FOUND = aws.lb.ListenerRuleActionArgs(
 
 
 def admin_paths(admin_path: str = ADMIN_PATH) -> tuple[str, ...]:
-    """The path patterns of the admin for the allowed networks: `/admin` (Django redirects it) and
-    everything under `/admin/`."""
+    """The path patterns of the admin: `/admin` (Django redirects it) and everything under `/admin/`."""
     return (admin_path.rstrip("/"), f"{admin_path}*")
-
-
-def hidden_paths(admin_path: str = ADMIN_PATH) -> tuple[str, ...]:
-    """Every raw path that may decode to the admin: its own patterns, and its prefix with a
-    percent-encoded character at any of its positions."""
-    prefix = admin_path.rstrip("/")
-    encoded = tuple(f"{prefix[:end]}%*" for end in range(1, len(prefix) + 1))
-    return (*admin_paths(admin_path), *encoded)
 
 
 def in_groups(values: Sequence[str], size: int = VALUES_PER_CONDITION) -> list[tuple[str, ...]]:
@@ -89,6 +81,6 @@ def admin_rules(
             actions=[NOT_FOUND],
             opts=opts,
         )
-        for index, paths in enumerate(in_groups(hidden_paths()))
+        for index, paths in enumerate(in_groups(admin_paths()))
     ]
     return rules

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import ipaddress
+import math
 from dataclasses import dataclass
 
 from infra.config.reader import ConfigReader
@@ -52,6 +53,73 @@ class WebScaling:
         return scaling
 
 
+# `webDeployment` values and the ECS deployment strategy each one is (botocore ECS model,
+# DeploymentConfiguration.strategy: ROLLING, BLUE_GREEN, LINEAR, CANARY).
+ECS_STRATEGIES = {"rolling": "ROLLING", "canary": "CANARY", "linear": "LINEAR", "blue_green": "BLUE_GREEN"}
+# Ranges of the botocore ECS model's documentation: canaryPercent and stepPercent are multiples of 0.1
+# (0.1-100 and 3-100), every bake time 0-1440 minutes (pulumi-aws ServiceDeploymentConfigurationArgs
+# gives the range of bakeTimeInMinutes, which botocore leaves unsaid).
+MAX_BAKE_MINUTES = 1440
+
+
+@dataclass(frozen=True)
+class WebDeployment:
+    """How a new web revision replaces the running one, and what rolls it back.
+
+    `rolling` replaces tasks in place (the circuit breaker rolls back tasks that do not start);
+    the other strategies start the whole new revision beside the old one behind a second target
+    group and move production traffic to it: a share first (`canary`), in equal steps (`linear`) or
+    at once (`blue_green`), then keep both for the bake time. Alarms on the load balancer's 5xx rate
+    and p99 latency roll it back until the bake ends.
+    """
+
+    strategy: str  # a key of ECS_STRATEGIES
+    canary_percent: float  # production traffic the new revision gets first (canary)
+    canary_minutes: int  # how long it gets only that share (canary)
+    linear_step_percent: float  # traffic moved per step (linear)
+    linear_step_minutes: int  # wait between two steps (linear)
+    bake_minutes: int  # both revisions kept after all traffic moved; rollback is then a weight flip
+    rollback_5xx_percent: int  # load-balancer 5xx share of requests that rolls the deployment back
+    rollback_p99_milliseconds: int  # load-balancer p99 response time that rolls it back
+
+    @property
+    def shifts_traffic(self) -> bool:
+        """The new revision runs beside the old one behind the alternate target group."""
+        return self.strategy != "rolling"
+
+    @property
+    def ecs_strategy(self) -> str:
+        return ECS_STRATEGIES[self.strategy]
+
+    @property
+    def shift_minutes(self) -> int:
+        """Minutes from the first production traffic on the new revision to all of it."""
+        if self.strategy == "canary":
+            return self.canary_minutes
+        if self.strategy == "linear":
+            steps = math.ceil(100 / self.linear_step_percent)
+            return (steps - 1) * self.linear_step_minutes  # no wait after the last step
+        return 0
+
+    @property
+    def watched_minutes(self) -> int:
+        """Minutes the alarms may still roll a deployment back once the new tasks are healthy."""
+        return self.shift_minutes + self.bake_minutes if self.shifts_traffic else 0
+
+    @classmethod
+    def read(cls, read: ConfigReader) -> WebDeployment:
+        return cls(
+            strategy=read.choice("webDeployment", tuple(ECS_STRATEGIES)),
+            canary_percent=read.tenths("webCanaryPercent", 0.1, 100),
+            canary_minutes=read.integer("webCanaryMinutes", 0, MAX_BAKE_MINUTES),
+            linear_step_percent=read.tenths("webLinearStepPercent", 3, 100),
+            linear_step_minutes=read.integer("webLinearStepMinutes", 0, MAX_BAKE_MINUTES),
+            bake_minutes=read.integer("webBakeMinutes", 0, MAX_BAKE_MINUTES),
+            rollback_5xx_percent=read.integer("webRollback5xxPercent", 1, 100),
+            rollback_p99_milliseconds=read.integer("webRollbackP99Milliseconds", 10, 600_000),
+        )
+
+
 @dataclass(frozen=True)
 class FirewallConfig:
     """AWS WAF on the load balancer: AWS managed rule groups and a per-address rate limit."""
@@ -80,9 +148,14 @@ class WebConfig:
     alb_deletion_protection: bool
     alb_access_logs: bool
     gunicorn_timeout_seconds: int
+    # gunicorn processes per task, and threads per process: each thread may hold a database
+    # connection (CONN_MAX_AGE), so together with webMaxCount they set web's share of the database.
+    gunicorn_workers: int
+    gunicorn_threads: int
     firewall: FirewallConfig
     # Networks that may reach the admin (app_contract.ADMIN_PATH); everyone else gets a 404.
     admin_allowed_cidrs: tuple[str, ...]
+    deployment: WebDeployment
 
     @property
     def issues_certificate(self) -> bool:
@@ -96,6 +169,16 @@ class WebConfig:
     @property
     def admin_open_to_everyone(self) -> bool:
         return set(EVERYONE) <= set(self.admin_allowed_cidrs)
+
+    @property
+    def threads_per_task(self) -> int:
+        """Requests one web task serves at once, each on a thread that may hold a connection."""
+        return self.gunicorn_workers * self.gunicorn_threads
+
+    @property
+    def admin_allow_rules(self) -> bool:
+        """Some networks, not everyone, reach the admin: listener rules forward them to the app."""
+        return bool(self.admin_allowed_cidrs) and not self.admin_open_to_everyone
 
     @property
     def deregistration_delay_seconds(self) -> int:
@@ -126,14 +209,33 @@ class WebConfig:
             alb_deletion_protection=read.boolean("albDeletionProtection"),
             alb_access_logs=read.boolean("albAccessLogs"),
             gunicorn_timeout_seconds=read.integer("gunicornTimeoutSeconds", 1, 3600),
+            gunicorn_workers=read.integer("gunicornWorkers", 1, 32),
+            gunicorn_threads=read.integer("gunicornThreads", 1, 64),
             firewall=FirewallConfig.read(read),
             admin_allowed_cidrs=read_cidrs(read, "adminAllowedCidrs"),
+            deployment=WebDeployment.read(read),
         )
         request, idle = config.gunicorn_timeout_seconds, config.alb_idle_timeout_seconds
         if read.valid("gunicornTimeoutSeconds", "albIdleTimeoutSeconds") and idle <= request:
             read.report("albIdleTimeoutSeconds", idle, f"more than gunicornTimeoutSeconds ({request})")
         config._check_https(read)
+        config._check_admin_rules(read)
         return config
+
+    def _check_admin_rules(self, read: ConfigReader) -> None:
+        """A listener rule that forwards the allowed networks to the admin names one target group; a
+        traffic-shifting deployment moves the app to the other one, leaving that rule forwarding to
+        a target group without tasks. ECS moves only the production listener rule."""
+        checked = read.valid("webDeployment", "adminAllowedCidrs")
+        if checked and self.deployment.shifts_traffic and self.admin_allow_rules:
+            read.report(
+                "adminAllowedCidrs",
+                list(self.admin_allowed_cidrs),
+                f"empty or everyone ({', '.join(EVERYONE)}) while webDeployment is "
+                f"{self.deployment.strategy}: the rule letting these networks in would forward to "
+                "one target group, which every other deployment leaves without tasks (set "
+                "webDeployment to rolling to let them in)",
+            )
 
     def _check_https(self, read: ConfigReader) -> None:
         """A custom domain is served over HTTPS, with a certificate brought or issued in its zone."""

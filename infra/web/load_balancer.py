@@ -5,7 +5,9 @@ Route 53 zone, which also gets A and AAAA alias records), HTTPS uses a TLS 1.3 p
 HTTP answers with a redirect to HTTPS; without one, HTTP forwards to the app. The listener that
 serves the app closes the admin to all but the allowed networks, and AWS WAF, when on, filters
 every request first. Access logs, when on, go to a private, encrypted bucket that expires them
-after the stack's log retention.
+after the stack's log retention. A web deployment that shifts traffic (`webDeployment` other than
+rolling) gets a second, identical target group: ECS starts each new revision in the one the old
+revision does not use (infra/web/traffic.py).
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ import pulumi_aws as aws
 
 from infra import iam
 from infra.app_contract import CONTAINER_PORT, LIVENESS_PATH
-from infra.storage.bucket import block_public_access, tls_only_statement
+from infra.encryption.key import WAF_LOG_GROUP_PREFIX
+from infra.storage.bucket import abort_incomplete_uploads_rule, block_public_access, tls_only_statement
 from infra.web.admin import admin_rules
 from infra.web.config import WebConfig
 from infra.web.domain import PublicDomain, PublicDomainArgs
@@ -35,8 +38,10 @@ class WebLoadBalancerArgs:
     vpc_id: pulumi.Input[str]
     subnet_ids: Sequence[pulumi.Input[str]]
     security_group_id: pulumi.Input[str]
-    log_retention_days: int  # of the access logs, when they are on
+    log_retention_days: int  # of the access logs and the firewall's logs, when they are on
     protect: bool  # Pulumi `protect` on the ALB and its log bucket; unprotected, destroy empties the bucket
+    name_prefix: str = ""  # the stack's prefix, which names the firewall's log group
+    key_arn: pulumi.Input[str] | None = None  # the stack's KMS key, which encrypts the firewall's logs
 
 
 def access_log_bucket_policy(bucket_arn: str, elb_account_arn: str) -> str:
@@ -59,6 +64,83 @@ def access_log_bucket_policy(bucket_arn: str, elb_account_arn: str) -> str:
     )
 
 
+@dataclass(frozen=True)
+class WebTargets:
+    """Where the web tasks register, and the names CloudWatch measures their requests by."""
+
+    listener_arn: pulumi.Output[str]  # the listener that serves the app
+    load_balancer_arn_suffix: pulumi.Output[str]  # the `LoadBalancer` dimension: app/<alb>/<id>
+    # The primary target group, then the alternate one when the deployment shifts traffic.
+    target_group_arns: list[pulumi.Output[str]]
+    target_group_arn_suffixes: list[pulumi.Output[str]]  # `TargetGroup` dimensions: targetgroup/<name>/<id>
+
+
+@dataclass(frozen=True)
+class HealthCheckTiming:
+    """How often and how patiently the load balancer checks a target (elbv2 CreateTargetGroup)."""
+
+    interval_seconds: int = 15
+    timeout_seconds: int = 5
+    healthy_threshold: int = 2
+    unhealthy_threshold: int = 3
+
+
+def web_target_group(
+    name: str,
+    vpc_id: pulumi.Input[str],
+    deregistration_delay_seconds: int,
+    opts: pulumi.ResourceOptions,
+    timing: HealthCheckTiming = HealthCheckTiming(),
+) -> aws.lb.TargetGroup:
+    """Where the web tasks register, checked on `/healthz`."""
+    return aws.lb.TargetGroup(
+        name,
+        target_type="ip",
+        port=CONTAINER_PORT,
+        protocol="HTTP",
+        vpc_id=vpc_id,
+        # Scale-in and deploys: a leaving task finishes its requests before ECS stops it.
+        deregistration_delay=deregistration_delay_seconds,
+        health_check=aws.lb.TargetGroupHealthCheckArgs(
+            path=LIVENESS_PATH,
+            protocol="HTTP",
+            matcher="200",
+            interval=timing.interval_seconds,
+            timeout=timing.timeout_seconds,
+            healthy_threshold=timing.healthy_threshold,
+            unhealthy_threshold=timing.unhealthy_threshold,
+        ),
+        opts=opts,
+    )
+
+
+def public_load_balancer(
+    name: str,
+    subnet_ids: Sequence[pulumi.Input[str]],
+    security_group_id: pulumi.Input[str],
+    idle_timeout_seconds: int,
+    opts: pulumi.ResourceOptions,
+    enable_deletion_protection: bool | None = None,
+    access_logs: aws.lb.LoadBalancerAccessLogsArgs | None = None,
+) -> aws.lb.LoadBalancer:
+    """An internet-facing ALB as every stack kind has it: IPv4 and IPv6 (the public subnets have
+    both, so a domain gets A and AAAA records), and requests with invalid header fields dropped
+    before they reach a target (Security Hub ELB.4)."""
+    return aws.lb.LoadBalancer(
+        name,
+        load_balancer_type="application",
+        internal=False,
+        ip_address_type="dualstack",
+        subnets=list(subnet_ids),
+        security_groups=[security_group_id],
+        drop_invalid_header_fields=True,
+        idle_timeout=idle_timeout_seconds,
+        enable_deletion_protection=enable_deletion_protection,
+        access_logs=access_logs,
+        opts=opts,
+    )
+
+
 class WebLoadBalancer(pulumi.ComponentResource):
     dns_name: pulumi.Output[str]
     target_group_arn: pulumi.Output[str]
@@ -69,8 +151,7 @@ class WebLoadBalancer(pulumi.ComponentResource):
     # What must be in place before the web tasks serve: the listeners (ECS refuses a target group
     # without one), the admin rules and the firewall, so the app is never reachable without them.
     edge: list[pulumi.Resource]
-    # The ALBRequestCountPerTarget resource label: `app/<alb>/<id>/targetgroup/<target group>/<id>`.
-    request_count_label: pulumi.Output[str]
+    targets: WebTargets
     web_acl_name: pulumi.Output[str] | None  # the WAF web ACL's name; None without WAF
     certificate_arn: pulumi.Output[str] | None  # the certificate HTTPS uses; None without HTTPS
 
@@ -82,25 +163,10 @@ class WebLoadBalancer(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         config = args.config
         load_balancer = self._load_balancer(args)
-        target_group = aws.lb.TargetGroup(
-            f"{name}-targets",
-            target_type="ip",
-            port=CONTAINER_PORT,
-            protocol="HTTP",
-            vpc_id=args.vpc_id,
-            # Scale-in and deploys: a leaving task finishes its requests before ECS stops it.
-            deregistration_delay=config.deregistration_delay_seconds,
-            health_check=aws.lb.TargetGroupHealthCheckArgs(
-                path=LIVENESS_PATH,
-                protocol="HTTP",
-                matcher="200",
-                interval=15,
-                timeout=5,
-                healthy_threshold=2,
-                unhealthy_threshold=3,
-            ),
-            opts=child,
-        )
+        target_groups = [self._target_group(f"{name}-targets", args)]
+        if config.deployment.shifts_traffic:
+            target_groups.append(self._target_group(f"{name}-alternate-targets", args))
+        target_group = target_groups[0]
         self.certificate_arn = self._certificate_arn(load_balancer, config)
         self.listeners = self._listeners(load_balancer, target_group, self.certificate_arn)
         # The last listener serves the app (HTTPS with a certificate; HTTP only redirects then).
@@ -111,39 +177,53 @@ class WebLoadBalancer(pulumi.ComponentResource):
             )
         self.web_acl_name = None
         if config.firewall.enabled:
-            firewall = WebFirewall(f"{name}-waf", WebFirewallArgs(config.firewall, load_balancer.arn), child)
+            firewall = WebFirewall(
+                f"{name}-waf",
+                WebFirewallArgs(
+                    config.firewall,
+                    load_balancer.arn,
+                    None if config.admin_open_to_everyone else config.admin_allowed_cidrs,
+                    f"{WAF_LOG_GROUP_PREFIX}{args.name_prefix}",
+                    args.log_retention_days,
+                    args.key_arn,
+                ),
+                child,
+            )
             self.edge.append(firewall)
             self.web_acl_name = firewall.web_acl_name
         self.dns_name = load_balancer.dns_name
         self.target_group_arn = target_group.arn
         self.arn_suffix = load_balancer.arn_suffix
         self.target_group_arn_suffix = target_group.arn_suffix
-        self.request_count_label = pulumi.Output.concat(
-            load_balancer.arn_suffix, "/", target_group.arn_suffix
+        self.targets = WebTargets(
+            listener_arn=self.listeners[-1].arn,
+            load_balancer_arn_suffix=load_balancer.arn_suffix,
+            target_group_arns=[group.arn for group in target_groups],
+            target_group_arn_suffixes=[group.arn_suffix for group in target_groups],
         )
         self.register_outputs({"dns_name": self.dns_name, "target_group_arn": self.target_group_arn})
+
+    def _target_group(self, name: str, args: WebLoadBalancerArgs) -> aws.lb.TargetGroup:
+        return web_target_group(
+            name, args.vpc_id, args.config.deregistration_delay_seconds, pulumi.ResourceOptions(parent=self)
+        )
 
     def _load_balancer(self, args: WebLoadBalancerArgs) -> aws.lb.LoadBalancer:
         config = args.config
         access_logs, log_policy = (None, None)
         if config.alb_access_logs:
             access_logs, log_policy = self._access_logs(self._name, args)
-        return aws.lb.LoadBalancer(
+        return public_load_balancer(
             f"{self._name}-alb",
-            load_balancer_type="application",
-            internal=False,
-            # IPv4 and IPv6 (the public subnets have both): a custom domain gets A and AAAA records.
-            ip_address_type="dualstack",
-            subnets=list(args.subnet_ids),
-            security_groups=[args.security_group_id],
-            drop_invalid_header_fields=True,
-            enable_deletion_protection=config.alb_deletion_protection,
-            idle_timeout=config.alb_idle_timeout_seconds,
-            access_logs=access_logs,
+            args.subnet_ids,
+            args.security_group_id,
+            config.alb_idle_timeout_seconds,
             # The ALB checks at creation that it may write to the bucket.
-            opts=pulumi.ResourceOptions(
+            pulumi.ResourceOptions(
                 parent=self, depends_on=[log_policy] if log_policy else None, protect=args.protect
             ),
+            enable_deletion_protection=config.alb_deletion_protection,
+            access_logs=access_logs,
         )
 
     def _certificate_arn(
@@ -237,6 +317,7 @@ class WebLoadBalancer(pulumi.ComponentResource):
             f"{name}-access-logs",
             bucket=bucket.id,
             rules=[
+                abort_incomplete_uploads_rule(),
                 aws.s3.BucketLifecycleConfigurationRuleArgs(
                     id="expire-access-logs",
                     status="Enabled",
@@ -244,7 +325,7 @@ class WebLoadBalancer(pulumi.ComponentResource):
                     expiration=aws.s3.BucketLifecycleConfigurationRuleExpirationArgs(
                         days=args.log_retention_days
                     ),
-                )
+                ),
             ],
             opts=child,
         )

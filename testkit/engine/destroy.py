@@ -141,3 +141,49 @@ def _media_buckets(graph: DependencyGraph) -> set[str]:
 
 def _label(resource: RecordedResource) -> str:
     return f"{resource.type.rsplit(':', 1)[-1]} {resource.name}"
+
+
+@dataclass
+class PreviewDestroy:
+    outcome: DestroyOutcome
+    # Base resources the preview's destroy would delete (same type and physical name, or ARN).
+    base_deleted: list[str]
+
+    def deleted_before(self, first: str, then: str) -> bool:
+        """`first` is gone before `then` is deleted (an earlier wave: `then` waits on it)."""
+        deleted = self.outcome.deleted
+        return first in deleted and then in deleted and deleted.index(first) < deleted.index(then)
+
+
+def replay_preview_destroy(preview: ProgramRun, base: ProgramRun) -> PreviewDestroy:
+    """`pulumi destroy` of a thin preview next to its base's run. The preview reads the base through
+    a StackReference and an ECR read (`Resource.get`), which the engine never deletes; what the
+    preview owns (its rule on the base's listener, its services on the base's cluster) goes."""
+    outcome = replay_destroy(preview)
+    deleted = set(outcome.deleted)
+
+    def identities(resource: RecordedResource) -> set[tuple[str, str]]:
+        if resource.type.startswith("pulumi:providers:"):  # a provider is no cloud resource
+            return set()
+        # pulumi-docker's native provider deletes nothing (provider/provider.go, Delete returns at
+        # once): the pushed image stays in the registry, where the base's own build may share its tag.
+        if resource.type == "docker:index/image:Image":
+            return set()
+        return {
+            (kind, str(value))
+            for kind, value in (("name", resource.state.get("name")), ("arn", resource.state.get("arn")))
+            if value
+        }
+
+    owned = {
+        identity
+        for resource in preview.resources
+        if _label(resource) in deleted
+        for identity in {(resource.type, *pair) for pair in identities(resource)}
+    }
+    touched = [
+        _label(resource)
+        for resource in base.resources
+        if {(resource.type, *pair) for pair in identities(resource)} & owned
+    ]
+    return PreviewDestroy(outcome, sorted(touched))

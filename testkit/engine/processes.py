@@ -165,6 +165,15 @@ class DynamicProviderProcess:
         request = provider_pb2.DiffRequest(id=resource_id, urn=urn, olds=_struct(olds), news=_struct(news))
         return self._stub().Diff(request, timeout=START_TIMEOUT_SECONDS)
 
+    def update(
+        self, urn: str, resource_id: str, olds: Mapping[str, Any], news: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """What `pulumi up` sends after a diff with changes; the outputs the state then stores."""
+        request = provider_pb2.UpdateRequest(id=resource_id, urn=urn, olds=_struct(olds), news=_struct(news))
+        response = self._stub().Update(request, timeout=START_TIMEOUT_SECONDS)
+        outputs: dict[str, Any] = rpc.deserialize_properties(response.properties)
+        return outputs
+
     def delete(self, urn: str, resource_id: str, state: Mapping[str, Any]) -> None:
         """What `pulumi destroy` sends: the state, from which the provider object is rebuilt."""
         request = provider_pb2.DeleteRequest(id=resource_id, urn=urn, properties=_struct(state))

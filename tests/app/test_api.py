@@ -272,3 +272,12 @@ def test_the_rate_limit_lets_signups_through_when_its_cache_is_down(client: Clie
     answers = [post_json(client, {"email": f"user{n}@example.com"}).status_code for n in range(3)]
 
     assert answers == [202, 202, 202], "with no cache to count in, the limit fails open"
+
+
+def test_an_integer_longer_than_python_parses_gets_400_not_500(client: Client) -> None:
+    """CPython refuses to convert more than 4,300 digits (sys.get_int_max_str_digits) with a
+    ValueError that is no JSONDecodeError."""
+    response = client.post(URL, data='{"email": ' + "9" * 5001 + "}", content_type="application/json")
+
+    assert response.status_code == 400, response.content
+    assert response.json()["error"] == "request body is not valid JSON: ValueError"

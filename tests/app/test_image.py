@@ -8,9 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from packaging.utils import canonicalize_name
 
 from dockerkit import lock
+from dockerkit.prerequisites import reachable
 from infra import app_contract
 from testkit.processes import APP_DIR, REPO_ROOT
 
@@ -77,6 +79,20 @@ def test_the_lock_satisfies_every_app_requirement() -> None:
         assert requirement.specifier.contains(locked[key]), (
             f"the lock has {requirement.name}=={locked[key]}, outside {requirement}; run scripts/lock-app"
         )
+
+
+def test_the_lock_is_what_its_inputs_give_today() -> None:
+    """scripts/lock-app --check resolves app/requirements.txt within constraints.txt again (uv, PyPI) and
+    compares packages, versions and markers with the lock: a requirement added, removed or re-bounded
+    without relocking fails here, and so does a package with no wheel for one of the image's platforms."""
+    if not reachable(f"{lock.INDEX_URL}/pip/"):
+        pytest.skip(f"PyPI does not answer ({lock.INDEX_URL}): the lock cannot be resolved again")
+
+    result = subprocess.run(
+        [str(REPO_ROOT / "scripts" / "lock-app"), "--check"], capture_output=True, text=True, timeout=300
+    )
+
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_procfile_runs_the_contract_commands_from_the_app_directory() -> None:

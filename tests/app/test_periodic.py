@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from infra import app_contract
 from signups.models import PeriodicRun, Signup
-from signups.tasks import requeue_stale_signups
+from signups.tasks import PUBLISH_MARGIN, enqueue_welcome_email, requeue_stale_signups
 from testkit.processes import AppProcess, RedisServer, container_env, start_beat, start_worker, wait_for
 
 HEARTBEAT_TASK = "signups.tasks.record_heartbeat"
@@ -80,6 +80,45 @@ def test_sweep_publishes_a_message_lost_after_it_was_accepted(broker, settings) 
     Signup.objects.create(email="lost@example.com", enqueued_at=lost_at)
 
     assert requeue_stale_signups.apply().get() == 1
+
+
+@pytest.mark.django_db
+def test_sweep_finds_a_lost_message_within_minutes_when_nothing_older_waits(broker, settings) -> None:
+    """A worker popped the message and died before `unacked` had it, or Redis refused that write:
+    past a hard time limit plus the requeue delay (10 minutes, not the visibility timeout's hour),
+    a signup whose message cannot be waiting is published again."""
+    grace = settings.CELERY_TASK_TIME_LIMIT + settings.SIGNUP_REQUEUE_AFTER_SECONDS
+    assert grace * 6 <= settings.CELERY_VISIBILITY_TIMEOUT
+    now = timezone.now()
+    lost = Signup.objects.create(email="lost@example.com", enqueued_at=now - timedelta(seconds=grace + 1))
+    starting = Signup.objects.create(email="starting@example.com", enqueued_at=now - timedelta(seconds=60))
+
+    assert requeue_stale_signups.apply().get() == 1
+
+    lost.refresh_from_db()
+    assert lost.enqueued_at > now, "published again"
+    starting.refresh_from_db()
+    assert starting.enqueued_at < now, "its message may still be about to start on a busy worker"
+
+
+@pytest.mark.django_db
+def test_sweep_leaves_signups_whose_message_still_waits_behind_an_older_one(broker, settings) -> None:
+    settings.CELERY_TASK_TIME_LIMIT, settings.SIGNUP_REQUEUE_AFTER_SECONDS = 0, 0  # no grace
+    oldest = Signup.objects.create(email="oldest@example.com")
+    before = timezone.now() - PUBLISH_MARGIN - timedelta(seconds=1)
+    assert enqueue_welcome_email(oldest.pk)  # the oldest message waiting, no worker takes it
+    # Enqueued after the oldest waiting message was published (within the margin: its own would be).
+    waiting = Signup.objects.create(email="waiting@example.com", enqueued_at=before + timedelta(seconds=2))
+    lost = Signup.objects.create(email="lost@example.com", enqueued_at=before)
+
+    assert requeue_stale_signups.apply().get() == 1
+
+    lost.refresh_from_db()
+    assert lost.enqueued_at > before, "enqueued before the oldest waiting message: not waiting, lost"
+    enqueued = waiting.enqueued_at
+    waiting.refresh_from_db()
+    assert waiting.enqueued_at == enqueued, "enqueued after the oldest waiting message: it waits too"
+    assert broker.llen(app_contract.EMAIL_QUEUE) == 2
 
 
 @pytest.fixture

@@ -20,6 +20,7 @@ from botocore.config import Config
 from celery import Celery
 from moto import mock_aws
 
+from core import schedule_state
 from queuemetrics import schema
 from queuemetrics.publisher import (
     MAX_BACKOFF_SECONDS,
@@ -192,7 +193,7 @@ def test_one_batched_high_resolution_call_per_tick_that_cloudwatch_stores(broker
     assert call["Namespace"] == NAMESPACE
     assert {datum["StorageResolution"] for datum in call["MetricData"]} == {1}
     published = {datum["MetricName"] for datum in call["MetricData"]}
-    expected = {metric.name for metric in schema.QUEUE_METRICS + schema.POOL_METRICS}
+    expected = {metric.name for metric in (*schema.QUEUE_METRICS, *schema.POOL_METRICS, schema.DEAD_LETTERS)}
     assert published == expected, f"missing {expected - published}, unexpected {published - expected}"
     stored = cloudwatch.get_metric_statistics(
         Namespace=NAMESPACE,
@@ -428,3 +429,62 @@ def test_broker_outage_publishes_nothing_and_publishing_resumes(throwaway_redis,
         loop.join(timeout=DEADLINE_SECONDS)
         broker.celery.close()
     assert not loop.is_alive(), "the loop must end promptly when asked to stop"
+
+
+def entry_values(recorder: PutRecorder, metric: schema.MetricDefinition, entry: str) -> list[float]:
+    wanted = [{"Name": schema.ENTRY_DIMENSION, "Value": entry}]
+    return [
+        datum["Value"]
+        for call in recorder.calls
+        for datum in call["MetricData"]
+        if datum["MetricName"] == metric.name and datum["Dimensions"] == wanted
+    ]
+
+
+def test_each_schedule_entry_reports_its_staleness_and_its_skipped_runs_once(broker, ecs, recorder):
+    create_service(ecs, "worker-email", desired=1)
+    fresh, failing, unscheduled = (f"{name}-{uuid.uuid4().hex[:8]}" for name in ("fresh", "failing", "never"))
+    now = time.time()
+    schedule_state.mark_scheduled(broker.client, [fresh, failing], [], now - 50)
+    schedule_state.record_outcome(broker.client, fresh, now - 5, None)
+    schedule_state.record_outcome(broker.client, failing, now - 2, RuntimeError("refused"))
+    schedule_state.add_skipped(broker.client, fresh, 3, now)
+    schedule_state.add_overlapped(broker.client, failing, now)
+    cloudwatch = cloudwatch_client(recorder)
+    publisher = QueueMetricsPublisher(
+        redis_client=broker.client,
+        cloudwatch=cloudwatch,
+        ecs=ecs,
+        target=PublishTarget(NAMESPACE, CLUSTER, (EMAIL_POOL,), entries=(fresh, failing, unscheduled)),
+        layout=broker.layout,
+    )
+    try:
+        publisher.publish_once()
+        publisher.publish_once()
+        since = {
+            entry: entry_values(recorder, schema.PERIODIC_TASK_SECONDS_SINCE_SUCCESS, entry)
+            for entry in (fresh, failing, unscheduled)
+        }
+        skipped = entry_values(recorder, schema.PERIODIC_TASK_SKIPPED_RUNS, fresh)
+        overlapped = entry_values(recorder, schema.PERIODIC_TASK_OVERLAPPED_RUNS, failing)
+        stored = cloudwatch.get_metric_statistics(
+            Namespace=NAMESPACE,
+            MetricName=schema.PERIODIC_TASK_SECONDS_SINCE_SUCCESS.name,
+            Dimensions=[{"Name": schema.ENTRY_DIMENSION, "Value": failing}],
+            StartTime=now - 60,
+            EndTime=now + 60,
+            Period=60,
+            Statistics=["Minimum"],
+        )["Datapoints"]
+    finally:
+        for entry in (fresh, failing, unscheduled):
+            broker.client.delete(schedule_state.redis_key("record", entry))
+
+    assert all(4.5 <= value <= 6 for value in since[fresh]), f"5 s since its success: {since[fresh]}"
+    assert all(49.5 <= value <= 51 for value in since[failing]), (
+        f"never succeeded: counted from when Beat scheduled it, 50 s ago: {since[failing]}"
+    )
+    assert since[unscheduled] == [], "an entry Beat never scheduled has no datapoint: its alarm sees none"
+    assert skipped == [3, 0], "skipped runs are published once, then 0"
+    assert overlapped == [1, 0]
+    assert len(stored) == 1 and 49.5 <= stored[0]["Minimum"] <= 51, "CloudWatch stores the entry's metric"

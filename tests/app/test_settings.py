@@ -123,6 +123,8 @@ def test_a_soft_to_hard_gap_not_above_the_smtp_timeout_is_refused(monkeypatch) -
         ({app_contract.WELCOME_EMAIL_RETRY_WINDOW_SECONDS: "600"}, "WELCOME_EMAIL_RETRY_WINDOW_SECONDS"),
         ({app_contract.SIGNUP_SWEEP_SECONDS: "0"}, "SIGNUP_SWEEP_SECONDS"),
         ({app_contract.SIGNUP_RATE_LIMIT: "ten per minute"}, "SIGNUP_RATE_LIMIT"),
+        ({app_contract.SIGNUP_PREFIX_RATE_LIMIT: "60"}, "SIGNUP_PREFIX_RATE_LIMIT"),
+        ({app_contract.SIGNUP_PROCESS_RATE_LIMIT: "0"}, "SIGNUP_PROCESS_RATE_LIMIT"),
     ],
 )
 def test_retry_and_abuse_settings_out_of_range_are_refused(monkeypatch, env: dict, named: str) -> None:

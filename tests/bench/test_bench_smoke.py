@@ -8,7 +8,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
-from bench import cost, pipeline, scaling, timeline
+from bench import cost, log_redaction, pipeline, scaling, timeline
 
 PRICED_EVERYWHERE = {
     "Load balancer",
@@ -85,3 +85,12 @@ def test_timeline_names_what_sets_the_time_to_a_new_environment(tmp_path: Path) 
         assert "release-migrate" in stack["set_by"] and "web-service" in stack["set_by"], stack["set_by"]
         assert stack["chain"][-1]["done_at"] / 60 == pytest.approx(stack["minutes"], abs=0.1)
     assert prod["minutes"] > dev["minutes"], "Multi-AZ makes prod's first deploy longer"
+
+
+def test_log_redaction_benchmark_prints_the_cost_per_line(tmp_path: Path):
+    results = log_redaction.main(["--results-dir", str(tmp_path)])
+    rows = {row["input"]: row for row in results["inputs"]}
+    assert set(rows) == set(log_redaction.INPUTS)
+    assert rows["1 MB aaa...@111..."]["previous_ms"] is None, "the previous pattern never ends on it"
+    assert all(row["line_ms"] >= 0 for row in rows.values())
+    assert json.loads((tmp_path / "log_redaction.json").read_text())["inputs"][0]["input"] == "access line"

@@ -9,7 +9,7 @@ from typing import Any
 
 import pulumi
 import pytest
-from pulumi.runtime.mocks import MockResourceArgs
+from pulumi.runtime.mocks import MockCallArgs, MockResourceArgs
 
 from testkit.program import FabricatingMocks, RecordedResource, RecordingMonitor
 from tests.delivery.workflows import ACTION_FILES, REPO_ROOT, workflow_files
@@ -20,7 +20,32 @@ REPOSITORY = "acme/djcelery"
 OIDC = "token.actions.githubusercontent.com"
 
 
+# The role ECS uses and where IAM keeps it (ECS developer guide, "Using service-linked roles for Amazon
+# ECS": AWSServiceRoleForECS, trusted by ecs.amazonaws.com; IAM user guide, "Using service-linked
+# roles": service-linked roles live under the path /aws-service-role/<service principal>/).
+SERVICE_ROLES = "arn:aws:iam::123456789012:role/aws-service-role"
+ECS_SERVICE_LINKED_ROLE = f"{SERVICE_ROLES}/ecs.amazonaws.com/AWSServiceRoleForECS"
+OTHER_SERVICE_LINKED_ROLE = f"{SERVICE_ROLES}/elasticache.amazonaws.com/AWSServiceRoleForElastiCache"
+
+
 class BootstrapMocks(FabricatingMocks):
+    def __init__(self, account_roles: tuple[str, ...] = ()) -> None:
+        super().__init__()
+        self.account_roles = account_roles  # ARNs of the roles the account already has
+
+    def call(self, args: MockCallArgs) -> tuple[dict, list[tuple[str, str]] | None]:
+        if args.token != "aws:iam/getRoles:getRoles":
+            return super().call(args)
+        # aws_iam_roles: ListRoles under the path prefix, then the names the regular expression matches.
+        path_prefix, name_regex = args.args.get("pathPrefix", "/"), args.args.get("nameRegex", "")
+        found = []
+        for arn in self.account_roles:
+            path, name = arn.split(":role", 1)[1].rsplit("/", 1)
+            if f"{path}/".startswith(path_prefix) and re.search(name_regex, name):
+                found.append(arn)
+        names = [arn.rsplit("/", 1)[1] for arn in found]
+        return {"arns": sorted(found), "names": sorted(names), "id": "us-east-1", **args.args}, []
+
     def new_resource(self, args: MockResourceArgs) -> tuple[str | None, dict]:
         resource_id, state = super().new_resource(args)
         if args.typ == "aws:s3/bucket:Bucket":
@@ -34,6 +59,9 @@ class BootstrapRun:
     def __init__(self, resources: list[RecordedResource], outputs: dict[str, Any]) -> None:
         self.resources, self.outputs = resources, outputs
 
+    def of_type(self, type_token: str) -> list[RecordedResource]:
+        return [resource for resource in self.resources if resource.type == type_token]
+
     def one(self, type_token: str, name: str) -> RecordedResource:
         [resource] = [r for r in self.resources if r.type == type_token and r.name == name]
         return resource
@@ -42,8 +70,8 @@ class BootstrapRun:
         return json.loads(self.one(type_token, name).inputs[key])
 
 
-def run_bootstrap(config: dict[str, str]) -> BootstrapRun:
-    mocks = BootstrapMocks()
+def run_bootstrap(config: dict[str, str], account_roles: tuple[str, ...] = ()) -> BootstrapRun:
+    mocks = BootstrapMocks(account_roles)
     monitor = RecordingMonitor(mocks)
     pulumi.runtime.reset_options(project=PROJECT, stack="account", preview=False)
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack="account", preview=False, monitor=monitor)
@@ -136,7 +164,9 @@ def test_outputs_are_exactly_the_repository_variables_the_workflows_read(bootstr
     used = set()
     for path in [*workflow_files(), *ACTION_FILES]:
         used |= set(re.findall(r"\bvars\.([A-Z_]+)", path.read_text()))
-    optional = {"PR_STACK_MAX_AGE_DAYS", "PR_STACK_BEAT_ENABLED"}  # have defaults in the workflows
+    # Defaults in the workflows; PREVIEW_BASE_STACK is set once the preview base exists (unset,
+    # every pull request gets the full copy: docs/delivery.md#previews).
+    optional = {"PR_STACK_MAX_AGE_DAYS", "PR_STACK_BEAT_ENABLED", "PREVIEW_BASE_STACK"}
     assert set(variables) == used - optional
     assert variables["PULUMI_BACKEND_URL"] == "s3://djcelery-pulumi-state-20260101"
     assert variables["PULUMI_SECRETS_PROVIDER"] == "awskms://alias/djcelery-pulumi?region=us-east-1"
@@ -148,6 +178,36 @@ def test_an_existing_oidc_provider_is_reused() -> None:
     run = run_bootstrap({"githubRepository": REPOSITORY, "existingOidcProviderArn": existing})
     assert not [r for r in run.resources if r.type == "aws:iam/openIdConnectProvider:OpenIdConnectProvider"]
     assert trust(run, "deploy")["Principal"] == {"Federated": existing}
+
+
+@pytest.mark.parametrize("account_roles", [(), (OTHER_SERVICE_LINKED_ROLE,)])
+def test_an_account_without_the_ecs_service_linked_role_gets_it(account_roles) -> None:
+    """A fresh account's first cluster can fail with "Unable to assume the service linked role"
+    (aws-cloudformation/cloudformation-coverage-roadmap#818): the bootstrap creates the role first.
+    Another service's role is not mistaken for it."""
+    run = run_bootstrap({"githubRepository": REPOSITORY}, account_roles)
+
+    [role] = run.of_type("aws:iam/serviceLinkedRole:ServiceLinkedRole")
+    assert role.inputs["awsServiceName"] == "ecs.amazonaws.com"
+    assert not role.options.get("importId"), "nothing to adopt in an account without the role"
+    # ECS in every region of the account relies on it: destroying the bootstrap must not delete it.
+    assert role.options.get("retainOnDelete") is True
+
+
+def test_an_existing_ecs_service_linked_role_is_adopted_not_created_again() -> None:
+    """CreateServiceLinkedRole answers "Service role name AWSServiceRoleForECS has been taken in this
+    account" for a role that exists (IAM CreateServiceLinkedRole, InvalidInput), so the bootstrap
+    imports it by its ARN (the import id of aws.iam.ServiceLinkedRole, pulumi-aws docs) and takes its
+    description and tags as they are: the import option copies ignored inputs from the resource read,
+    and a resource already in the state with that id is updated like any other (pulumi/pulumi
+    developer-docs/architecture/import.md)."""
+    account_roles = (OTHER_SERVICE_LINKED_ROLE, ECS_SERVICE_LINKED_ROLE)
+    run = run_bootstrap({"githubRepository": REPOSITORY}, account_roles)
+
+    [role] = run.of_type("aws:iam/serviceLinkedRole:ServiceLinkedRole")
+    assert role.inputs["awsServiceName"] == "ecs.amazonaws.com"
+    assert role.options.get("importId") == ECS_SERVICE_LINKED_ROLE
+    assert set(role.options.get("ignoreChanges", ())) >= {"description", "tags"}
 
 
 @pytest.mark.parametrize("repository", ["djcelery", "acme/djcelery/extra", "acme/dj celery", ""])

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from pulumi.automation import StackSummary
 
-from tests.delivery.workflows import GITHUB_DIR
+from testkit.workflow_scripts import workflow_script
 
-_spec = importlib.util.spec_from_file_location("pr_stacks", GITHUB_DIR / "scripts" / "pr_stacks.py")
-assert _spec and _spec.loader
-pr_stacks = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(pr_stacks)
+pr_stacks = workflow_script("pr_stacks")
 
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 WEEK = timedelta(days=7)
@@ -63,6 +59,65 @@ def test_fully_qualified_names_and_pull_request_order() -> None:
     assert not pr_stacks.stack_exists(stacks, "pr-1")
 
 
+BASE = "acme/djcelery/preview-base"
+
+
+@pytest.mark.parametrize(
+    "changed",
+    [
+        ["app/signups/views.py", "docs/app.md", "infrastructure.md"],
+        ["tests/infra/test_stack.py", "app/infra/notes.md"],  # tests and look-alikes are no infrastructure
+        [],
+    ],
+)
+def test_an_application_change_gets_a_thin_preview_on_the_base(changed) -> None:
+    kind, reason = pr_stacks.stack_kind(changed, ["documentation"], BASE)
+
+    assert kind == "preview", reason
+    config = pr_stacks.stack_config(kind, BASE, beat_enabled=False)
+
+    values = {key: entry["value"] for key, entry in config.items()}
+    # Values as `pulumi config set` takes them; what runs in a preview is the program's choice.
+    assert values == {
+        "djcelery:ephemeral": "true",
+        "djcelery:beatEnabled": "false",
+        "djcelery:previewOf": BASE,
+    }
+    assert not any(entry["secret"] for entry in config.values())
+
+
+@pytest.mark.parametrize(
+    ("changed", "labels", "base", "why"),
+    [
+        (["app/x.py", "infra/stack.py"], [], BASE, "changes the infrastructure: `infra/stack.py`"),
+        (["Pulumi.yaml"], [], BASE, "`Pulumi.yaml`"),
+        (["Pulumi.preview-base.yaml"], [], BASE, "`Pulumi.preview-base.yaml`"),
+        (["__main__.py"], [], BASE, "`__main__.py`"),
+        ([f"infra/m{n}.py" for n in range(5)], [], BASE, "`infra/m2.py` and 2 more"),
+        (["app/x.py"], ["full-stack"], BASE, "the `full-stack` label"),
+        (["app/x.py"], [], "", "no preview base is configured"),
+    ],
+)
+def test_an_infrastructure_change_the_label_or_no_base_gets_the_full_copy(changed, labels, base, why) -> None:
+    kind, reason = pr_stacks.stack_kind(changed, labels, base)
+
+    assert kind == "full"
+    assert why in reason
+    assert "djcelery:previewOf" not in pr_stacks.stack_config(kind, base, beat_enabled=True)
+
+
+def test_the_comment_gives_the_url_the_kind_and_the_time_of_the_update(capsys) -> None:
+    pr_stacks.main(
+        ["comment", "--stack", "pr-42", "--kind", "preview", "--url", "https://pr-42.preview.example.com",
+         "--seconds", "212", "--reason", "no infrastructure change"]
+    )
+    lines = capsys.readouterr().out.splitlines()
+
+    assert lines[0] == pr_stacks.COMMENT_MARKER, "the workflow finds its comment again by the marker"
+    assert lines[1] == "**pr-42** is a thin preview on the shared base: https://pr-42.preview.example.com"
+    assert "`pulumi up` took 3 min 32 s" in lines[3]
+
+
 @pytest.mark.parametrize(
     ("argv", "complaint"),
     [
@@ -70,6 +125,12 @@ def test_fully_qualified_names_and_pull_request_order() -> None:
         (["stale", "--max-age-days", "seven", "--repository", "acme/app"], "whole number of days"),
         (["stale", "--max-age-days", "7", "--repository", "acme"], "owner/name"),
         (["exists", "dev"], "like pr-42"),
+        (["plan", "--repository", "acme/app", "--pull-request", "7", "--labels", "full-stack",
+          "--preview-base", BASE, "--beat-enabled", "true"], "JSON list of label names"),
+        (["plan", "--repository", "acme/app", "--pull-request", "7", "--labels", "[]",
+          "--preview-base", "preview-base", "--beat-enabled", "true"], "<org>/<project>/<stack>"),
+        (["plan", "--repository", "acme/app", "--pull-request", "7", "--labels", "[]",
+          "--preview-base", BASE, "--beat-enabled", "yes"], "true or false"),
     ],
 )
 def test_bad_arguments_are_refused_with_a_clear_message(argv, complaint, capsys) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
+from testkit.workflow_scripts import workflow_script
 from tests.delivery.workflows import (
     ACTION_FILES,
     GITHUB_DIR,
@@ -23,8 +24,9 @@ from tests.delivery.workflows import (
 )
 
 PR_STACK = "pr-${{ github.event.pull_request.number }}"
+PLANNED_TIER = "${{ needs.plan.outputs.policy-tier }}"
 POLICY_PACK = "infra/policy"
-POLICY_TIERS = {"dev", "prod", "ephemeral"}
+POLICY_TIERS = {"dev", "prod", "ephemeral", "preview"}
 REMOTE_USES = re.compile(r"^\s*-?\s*uses:\s*(?P<ref>[^./\s][^\s]*)(?P<comment>.*)$", re.MULTILINE)
 PINNED = re.compile(r"^[\w.-]+/[\w./-]+@[0-9a-f]{40}$")
 VERSION_COMMENT = re.compile(r"^\s+# v\d+\.\d+\.\d+$")
@@ -55,7 +57,9 @@ def test_every_preview_and_update_applies_the_policy_pack_of_its_tier() -> None:
     # The tiers the expressions above resolve to: the preview matrix and every caller of pulumi-up.
     tiers = set(workflow("preview.yml")["jobs"]["preview"]["strategy"]["matrix"]["stack"])
     for job in _callers_of("pulumi-up.yml"):
-        tiers.add(job["with"]["policy-tier"])
+        tier = job["with"]["policy-tier"]
+        # A PR stack's tier is its kind's, printed by the plan step (.github/scripts/pr_stacks.py).
+        tiers |= set(workflow_script("pr_stacks").POLICY_TIERS.values()) if tier == PLANNED_TIER else {tier}
     assert tiers == POLICY_TIERS
     for tier in tiers:
         assert (REPO_ROOT / POLICY_PACK / f"{tier}.json").is_file(), f"no policy config for tier {tier}"
@@ -81,23 +85,42 @@ def test_pr_stack_is_created_on_open_and_push_and_destroyed_under_the_same_name_
     pr_stack = workflow("pr-stack.yml")
     types = set(triggers(pr_stack)["pull_request"]["types"])
     assert {"opened", "synchronize", "reopened", "labeled", "closed", "unlabeled"} <= types
-    up, destroy = pr_stack["jobs"]["up"], pr_stack["jobs"]["destroy"]
+    plan, up, destroy = pr_stack["jobs"]["plan"], pr_stack["jobs"]["up"], pr_stack["jobs"]["destroy"]
     assert up["uses"] == "./.github/workflows/pulumi-up.yml"
     assert destroy["uses"] == "./.github/workflows/pulumi-destroy.yml"
     assert up["with"]["stack"] == destroy["with"]["stack"] == PR_STACK
-    assert up["with"]["environment"] == "ephemeral" and up["with"]["policy-tier"] == "ephemeral"
+    assert up["with"]["environment"] == "ephemeral" and up["with"]["policy-tier"] == PLANNED_TIER
     assert up["with"]["create-stack"] is True, "a PR stack does not exist before its first update"
-    assert "'closed'" in destroy["if"] and "'closed'" not in up["if"].replace("!= 'closed'", "")
-    assert "'pr-stack'" in up["if"] and "'pr-stack'" in destroy["if"], "PR stacks are opt-in by label"
+    assert up["needs"] == "plan", "the plan decides the kind (thin preview or full copy) first"
+    assert "'closed'" in destroy["if"] and "!= 'closed'" in plan["if"]
+    # Every pull request gets a stack; a label change matters only for the full-copy label.
+    assert "'full-stack'" in plan["if"] and "pr-stack" not in plan["if"]
 
 
-def test_pr_stacks_are_ephemeral_with_beat_configurable() -> None:
-    config_map = yaml.safe_load(workflow("pr-stack.yml")["jobs"]["up"]["with"]["config-map"])
-    assert config_map["djcelery:ephemeral"] == {"value": "true", "secret": False}
-    assert "djcelery:beatEnabled" in config_map
+def test_pr_stacks_take_their_kind_and_configuration_from_the_plan() -> None:
+    pr_stack = workflow("pr-stack.yml")
+    [plan_step] = pr_stack["jobs"]["plan"]["steps"][-1:]
+    assert "pr_stacks.py plan" in plan_step["run"]
+    assert plan_step["env"]["PREVIEW_BASE"] == "${{ vars.PREVIEW_BASE_STACK }}"
+    assert "PR_STACK_BEAT_ENABLED" in plan_step["env"]["BEAT_ENABLED"]
+    assert pr_stack["jobs"]["up"]["with"]["config-map"] == "${{ needs.plan.outputs.config-map }}"
     project = yaml.safe_load((REPO_ROOT / "Pulumi.yaml").read_text())
     assert project["name"] == "djcelery"
     assert {"ephemeral", "beatEnabled"} <= set(project["config"]), "the keys PR stacks set must exist"
+
+
+def test_the_pull_request_comment_quotes_the_url_and_the_time_of_the_update() -> None:
+    comment = workflow("pr-stack.yml")["jobs"]["comment"]
+    assert set(comment["needs"]) == {"plan", "up"}
+    assert comment["permissions"]["pull-requests"] == "write"
+    [step] = [step for step in comment["steps"] if "pr_stacks.py comment" in step.get("run", "")]
+    assert step["env"]["WEB_URL"] == "${{ needs.up.outputs.web-url }}"
+    assert step["env"]["UP_SECONDS"] == "${{ needs.up.outputs.up-seconds }}"
+    up = workflow("pulumi-up.yml")
+    outputs = triggers(up)["workflow_call"]["outputs"]
+    assert outputs["up-seconds"]["value"] == "${{ jobs.up.outputs.up-seconds }}"
+    ids = [step.get("id") for step in up["jobs"]["up"]["steps"]]
+    assert ids.index("clock") < ids.index("pulumi") < ids.index("timing"), "the clock runs around the update"
 
 
 def test_destroy_runs_pulumi_destroy_then_removes_the_stack() -> None:
@@ -110,6 +133,25 @@ def test_destroy_runs_pulumi_destroy_then_removes_the_stack() -> None:
     assert step["if"] == "steps.lookup.outputs.exists == 'true'", "a missing stack must not fail the job"
 
 
+def test_no_destroy_refreshes_with_the_registry_credentials_stored_in_state() -> None:
+    """The state keeps the image's registry password from an ECR token valid 12 hours (ECR
+    GetAuthorizationToken), and a refresh reads resources with the credentials stored in state
+    (pulumi/pulumi-docker-build#121): a stale PR stack, the janitor's kind, would fail to destroy.
+    No workflow destroys with a refresh, and the project does not turn refresh on for every command
+    (Pulumi.yaml reference: `options.refresh: always`)."""
+    destroys = [step for path in workflow_files() for step in pulumi_steps(load(path), "destroy")]
+    assert destroys, "no workflow destroys a stack"
+    for step in destroys:
+        stack = step["with"]["stack-name"]
+        assert step["with"].get("refresh", False) is False, f"the destroy of {stack} refreshes"
+    for path in workflow_files():
+        for step in steps(load(path)):
+            command = step.get("run", "")
+            assert not ("pulumi destroy" in command and "--refresh" in command), f"{path.name}: {command}"
+    project = yaml.safe_load((REPO_ROOT / "Pulumi.yaml").read_text())
+    assert project.get("options", {}).get("refresh") != "always"
+
+
 def test_janitor_runs_on_a_schedule_and_destroys_through_the_same_workflow() -> None:
     janitor = workflow("pr-stack-janitor.yml")
     on = triggers(janitor)
@@ -120,6 +162,20 @@ def test_janitor_runs_on_a_schedule_and_destroys_through_the_same_workflow() -> 
     destroy = janitor["jobs"]["destroy"]
     assert destroy["uses"] == "./.github/workflows/pulumi-destroy.yml"
     assert destroy["with"]["stack"] == "${{ matrix.stack }}"
+
+
+def test_janitor_reconciles_the_preview_base_after_the_destroys_and_removes_only_when_asked() -> None:
+    janitor = workflow("pr-stack-janitor.yml")
+    reconcile = janitor["jobs"]["reconcile"]
+    assert set(reconcile["needs"]) == {"find", "destroy"} and "always()" in reconcile["if"]
+    assert "vars.PREVIEW_BASE_STACK" in reconcile["if"], "no base, nothing to reconcile"
+    runs = [step.get("run", "") for step in reconcile["steps"]]
+    assert any("preview_base.py routes" in run for run in runs)
+    # The orphans command runs in the base's tenant task (preview_base.py tenants).
+    assert any("preview_base.py tenants" in run and '--keep "$KEEP"' in run for run in runs)
+    dispatch = triggers(janitor)["workflow_dispatch"]["inputs"]["remove-orphans"]
+    assert dispatch["type"] == "boolean" and dispatch["default"] is False, "reports unless asked to remove"
+    assert all("--remove" not in run or "REMOVE_ORPHANS" in run for run in runs)
 
 
 def test_each_stack_has_one_concurrency_group_that_never_cancels_an_update() -> None:

@@ -18,19 +18,26 @@ from moto.server import ThreadedMotoServer
 from testkit.ecs_agent import FakeEcsAgent
 from tests.e2e.ledger import Scenario, ScenarioResult
 from tests.e2e.mail import HoldingSMTPServer
+from tests.e2e.schedule_ledger import ScheduleResult
 from tests.e2e.services import ThrowawayPostgres, ThrowawayRedis, make_work_dir
 from tests.e2e.stack import AppStack, Container
 from tests.e2e.task_definitions import StackContainers, stack_containers
 
 RESULTS = pytest.StashKey[list[ScenarioResult]]()
+SCHEDULE_RESULTS = pytest.StashKey[list[ScheduleResult]]()
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.stash[RESULTS] = []
+    config.stash[SCHEDULE_RESULTS] = []
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
-    results = config.stash.get(RESULTS, [])
+    scenario_summary(terminalreporter, config.stash.get(RESULTS, []))
+    schedule_summary(terminalreporter, config.stash.get(SCHEDULE_RESULTS, []))
+
+
+def scenario_summary(terminalreporter, results: list[ScenarioResult]) -> None:
     if not results:
         return
     terminalreporter.section("fault-injection scenarios")
@@ -45,6 +52,25 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
         terminalreporter.write_line(
             f"{result.scenario:<44} {result.sent:>6} {result.completed:>10} {result.lost:>6} "
             f"{result.duplicated:>11} {result.resent:>23} {restarted:>10} {result.seconds:>8.1f}"
+        )
+
+
+def schedule_summary(terminalreporter, results: list[ScheduleResult]) -> None:
+    """Per scenario and Beat entry: runs due, and what became of each (schedule_ledger.py)."""
+    if not results:
+        return
+    terminalreporter.section("Beat schedule entries")
+    header = (
+        f"{'scenario':<48} {'entry':<22} {'policy':<10} {'due':>4} {'ran':>4} {'skipped':>8} "
+        f"{'overlapped':>11} {'missed':>7} {'late':>5} {'duplicated':>11} {'overlapping':>12}"
+    )
+    terminalreporter.write_line(header)
+    terminalreporter.write_line("-" * len(header))
+    for result in results:
+        terminalreporter.write_line(
+            f"{result.scenario:<48} {result.entry:<22} {result.policy:<10} {result.slots:>4} {result.ran:>4} "
+            f"{result.skipped:>8} {result.overlapped:>11} {result.missed:>7} {result.late:>5} "
+            f"{result.duplicated:>11} {result.overlapping:>12}"
         )
 
 
@@ -73,6 +99,7 @@ def app_stack(dev_containers: StackContainers) -> Iterator[AppStack]:
             dev_containers, redis_server, postgres, smtp, work_dir, f"http://{host}:{port}", ecs_agent
         )
         try:
+            stack.run_command("collectstatic", "--noinput")  # what the image build does
             stack.migrate()
             stack.start_web()
             stack.start_queue_metrics()
@@ -90,7 +117,12 @@ def app_stack(dev_containers: StackContainers) -> Iterator[AppStack]:
 def scenario(app_stack: AppStack, request: pytest.FixtureRequest) -> Iterator[Scenario]:
     app_stack.reset()
     name = request.node.name.removeprefix("test_").replace("_", "-")
-    current = Scenario(name=name, stack=app_stack, results=request.config.stash[RESULTS])
+    current = Scenario(
+        name=name,
+        stack=app_stack,
+        results=request.config.stash[RESULTS],
+        schedule_results=request.config.stash[SCHEDULE_RESULTS],
+    )
     try:
         yield current
     finally:

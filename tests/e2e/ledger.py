@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass, field
 
 from testkit.processes import wait_for
+from tests.e2e.schedule_ledger import ScheduleResult
 from tests.e2e.stack import Answer, AppStack, Container, Service
 
 
@@ -53,9 +54,11 @@ class Scenario:
     processes: list[Container] = field(default_factory=list)
     services: list[Service] = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)
+    # Per Beat schedule entry (tests/e2e/schedule_ledger.py), for the summary's second table.
+    schedule_results: list[ScheduleResult] = field(default_factory=list)
 
-    def start_worker(self, **overrides: str) -> Container:
-        worker = self.stack.start_worker(**overrides)
+    def start_worker(self, include: str | None = None, **overrides: str) -> Container:
+        worker = self.stack.start_worker(include, **overrides)
         self.processes.append(worker)
         return worker
 
@@ -89,6 +92,10 @@ class Scenario:
 
     def record(self, result: ScenarioResult) -> ScenarioResult:
         self.results.append(result)
+        return result
+
+    def record_schedule(self, result: ScheduleResult) -> ScheduleResult:
+        self.schedule_results.append(result)
         return result
 
     def email_result(self) -> ScenarioResult:

@@ -16,7 +16,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Protocol, TypeVar
+from typing import Literal, Protocol, TypeVar
 
 import psycopg
 import redis
@@ -127,6 +127,23 @@ class ThrowawayRedis:
     def resume(self) -> None:
         assert self.process is not None
         self.process.popen.send_signal(signal.SIGCONT)
+
+    def refuse_writes(self, refusal: Literal["READONLY", "OOM"]) -> None:
+        """Answer reads, refuse writes: a replica after a failover (READONLY: a replica of a master
+        that never answers keeps its data), or a node full under noeviction (OOM)."""
+        client = self.client()
+        if refusal == "READONLY":
+            client.replicaof("127.0.0.1", free_port())
+        else:
+            client.config_set("maxmemory", 1)
+
+    def accept_writes(self) -> None:
+        client = self.client()
+        client.replicaof("NO", "ONE")
+        client.config_set("maxmemory", 0)
+
+    def connected_clients(self) -> int:
+        return int(self.client().info("clients")["connected_clients"])
 
     def stop(self) -> None:
         if self.process is not None:

@@ -7,6 +7,7 @@ Each process runs a container's command from the task definition, from `app/` (t
 - `AWS_ONLY_VALUES`: values that only make sense on AWS;
 - `SHORT_TIMINGS`: time limits and timeouts shortened so that each fault resolves in seconds;
 - `APP_SHORT_TIMINGS`: app settings the stack leaves at their default, shortened the same way;
+- `APP_LOAD_LIMITS`: app limits the stack leaves at their default, raised for one web process;
 - `boundary_variables`: what points the processes at the local stand-ins for the outside world
   (AWS endpoint and credentials, the ECS agent of the container's task, bind address).
 """
@@ -31,7 +32,7 @@ import requests
 
 from infra import app_contract
 from testkit.ecs_agent import FakeEcsAgent
-from testkit.processes import AppProcess, free_port
+from testkit.processes import REPO_ROOT, AppProcess, free_port
 from tests.e2e.mail import HoldingSMTPServer
 from tests.e2e.services import ThrowawayPostgres, ThrowawayRedis, wait_until
 from tests.e2e.task_definitions import ContainerSpec, StackContainers
@@ -73,6 +74,10 @@ APP_SHORT_TIMINGS = {
     # A worker keeps its scale-in protection this long after its last task (production: 30 s).
     app_contract.WORKER_PROTECTION_IDLE_SECONDS: "2",
 }
+# One web process takes every scenario's bursts (production spreads them over tasks and their
+# processes): its own signup ceiling (300 a minute by default) is raised here and tested apart
+# (tests/app/test_signup_ceilings.py).
+APP_LOAD_LIMITS = {app_contract.SIGNUP_PROCESS_RATE_LIMIT: "100000"}
 # kombu's sweep for messages of dead workers runs this often (unacked_restore_interval, app settings).
 UNACKED_RESTORE_INTERVAL_SECONDS = 10
 STARTUP_TIMEOUT_SECONDS = 60
@@ -223,6 +228,7 @@ class AppStack:
             "LANG": "C.UTF-8",
             "PYTHONUNBUFFERED": "1",
             **APP_SHORT_TIMINGS,
+            **APP_LOAD_LIMITS,
             **spec.environment,
             **{name: value for name, value in replaced.items() if name in spec.environment},
             **{name: secrets[name] for name in spec.secret_names},
@@ -256,8 +262,14 @@ class AppStack:
         assert web.is_running(), web.describe()
         return web
 
-    def start_worker(self, **overrides: str) -> Container:
-        worker = self.start(self.worker_spec(), **overrides)
+    def start_worker(self, include: str | None = None, **overrides: str) -> Container:
+        """A worker of the email pool; `include` also imports a module of the test suite's own
+        tasks (fault injection), as `celery worker --include` does."""
+        spec = self.worker_spec()
+        if include is not None:
+            spec = dataclasses.replace(spec, command=(*spec.command, "--include", include))
+            overrides = {"PYTHONPATH": str(REPO_ROOT), **overrides}
+        worker = self.start(spec, **overrides)
         worker.wait_for_log("ready.")
         return worker
 

@@ -1,5 +1,6 @@
 """Hostile and odd input over HTTP, with the real web, worker and mail server: spellings of one
-mailbox, and a client over the rate limit. Each ends with the data check of tests/e2e/ledger.py."""
+mailbox, a client over the rate limit, and clients trickling their requests. Each ends with the data
+check of tests/e2e/ledger.py."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import requests
 
+from infra import app_contract
+from testkit.tricklers import Tricklers, trickled_requests
 from tests.e2e.ledger import Scenario
 
 # One mailbox each, and the ways people (and their keyboards) write it.
@@ -71,4 +74,16 @@ def test_a_client_over_the_rate_limit(scenario: Scenario) -> None:
     assert json.loads(limited[0].body)["error"].startswith("too many signups")
     assert other.status == 202, other
     scenario.emails.extend([*accepted, "another-client@example.com"])
+    scenario.settle_emails(timeout=60)
+
+
+def test_signups_flow_while_clients_trickle(scenario: Scenario) -> None:
+    """Forty clients trickle their requests a byte at a time, more than the web task has threads,
+    while fifty people sign up: /healthz keeps answering (so ECS keeps the task), every signup is
+    answered and each gets its email once (core.buffering_worker)."""
+    stack = scenario.stack
+    scenario.start_worker()
+    with Tricklers(stack.web_port, trickled_requests()):
+        scenario.sign_up(50)
+        assert stack.get(app_contract.LIVENESS_PATH) == 200, "/healthz stopped answering"
     scenario.settle_emails(timeout=60)

@@ -19,7 +19,8 @@ from tests.e2e.stack import APP_SHORT_TIMINGS, AWS_ONLY_VALUES, SHORT_TIMINGS
 from tests.e2e.task_definitions import ContainerSpec, stack_containers
 
 PRODUCTION_SETTINGS_FILES = [APP_DIR / "config/settings/base.py", APP_DIR / "config/settings/production.py"]
-APP_ROLES = ("web", "worker", "beat", "migrate")
+# The roles that run Django (the publisher reads the broker only).
+APP_ROLES = tuple(role.value for role in app_contract.Role if role is not app_contract.Role.QUEUE_METRICS)
 QUEUE_METRICS_VARIABLES = (
     app_contract.QUEUE_METRICS_NAMESPACE,
     app_contract.QUEUE_METRICS_POOLS,

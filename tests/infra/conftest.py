@@ -2,6 +2,7 @@
 
 import pytest
 
+from testkit.previews import run_preview, run_preview_base
 from testkit.program import ProgramRun, run_program
 
 
@@ -50,6 +51,8 @@ CUSTOM_POOLS = [
         "spot": True,
         "targetLatencySeconds": 300,
         "taskSeconds": 20,
+        # Report tasks that leak memory: a process past 768 MiB is replaced after its task.
+        "maxMemoryPerChildMiB": 768,
     },
 ]
 
@@ -78,5 +81,20 @@ def custom_run() -> ProgramRun:
             "mediaVersioning": True,
             "dbPerformanceInsights": True,
             "dbMonitoringIntervalSeconds": 30,
+            # Two pools of up to 6 x 9 and 3 x 3 worker processes hold more connections than a
+            # db.t4g.micro accepts (tests/infra/data/test_connection_budget.py).
+            "dbInstanceClass": "db.t4g.small",
         },
     )
+
+
+@pytest.fixture(scope="session")
+def preview_base_run() -> ProgramRun:
+    """Pulumi.preview-base.yaml with the domain its owner sets."""
+    return run_preview_base()
+
+
+@pytest.fixture(scope="session")
+def preview_run(preview_base_run: ProgramRun) -> ProgramRun:
+    """Pull request 42's thin preview, reading the base's outputs through its StackReference."""
+    return run_preview(preview_base_run)

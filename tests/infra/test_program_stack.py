@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from infra.ops.cli import DeployedStack
+from infra.ops.stack import DeployedStack
+from infra.stack import validate
 from testkit.program import ProgramFailed, ProgramRun, run_program
 
 EXPORTS = {
@@ -13,6 +14,7 @@ EXPORTS = {
     "clusterName",
     "clusterArn",
     "webServiceName",
+    "webTestHeaderValue",
     "workerServiceNames",
     "beatServiceName",
     "ecrRepositoryUrl",
@@ -52,7 +54,12 @@ def secret_values(run: ProgramRun) -> list[str]:
 def test_exports_are_complete_plain_and_free_of_secret_values(run_name: str, request) -> None:
     run: ProgramRun = request.getfixturevalue(run_name)
     assert set(run.outputs) == EXPORTS
-    exported = json.dumps(run.outputs)
+    # The one secret output: the header value that reaches a web revision before users do.
+    shifts_traffic = run.outputs["webTestHeaderValue"] is not None
+    assert run.secret_outputs == ({"webTestHeaderValue"} if shifts_traffic else set())
+    exported = json.dumps(
+        {name: value for name, value in run.outputs.items() if name not in run.secret_outputs}
+    )
     assert not [value for value in secret_values(run) if value in exported], "a secret value is exported"
     assert run.outputs["clusterName"] == run.one("aws:ecs/cluster:Cluster").state["name"]
     assert run.outputs["webServiceName"] == run.one("aws:ecs/service:Service", "web-").state["name"]
@@ -71,7 +78,8 @@ def test_exports_are_complete_plain_and_free_of_secret_values(run_name: str, req
 def test_operations_tooling_accepts_the_exports(run_name: str, request) -> None:
     run: ProgramRun = request.getfixturevalue(run_name)
     stack = DeployedStack.from_outputs(run.stack, "us-east-1", run.outputs)
-    assert stack.web_log_group == run.outputs["logGroupNames"]["web"]
+    assert stack.one_off_log_group == run.outputs["logGroupNames"]["migrate"]
+    assert stack.one_off_task_definition_arn == run.outputs["migrateTaskDefinitionArn"]
     assert stack.assign_public_ip is run.outputs["assignPublicIp"]
 
 
@@ -137,7 +145,9 @@ def test_every_resource_belongs_to_a_component(run_name: str, request) -> None:
         "observability",
         "migrate",
         "release",
-        "services",
+        "web",
+        "scheduler",
+        *(f"worker-{pool.name}" for pool in validate(run.config).workers.pools),
     } <= set(top_level)
     assert all(resource.parent in components for resource in run.resources if resource.parent)
 

@@ -5,6 +5,7 @@ names are the ones in docs/app.md and infra/app_contract.py. The profiles (produ
 import this module and add only what is specific to them.
 """
 
+import re
 import ssl
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -13,7 +14,9 @@ import environ
 from django.core.exceptions import ImproperlyConfigured
 
 from config.settings.media import default_storage, media_root
+from core.admin_fence import admin_networks
 from core.logging import JSON_FORMATTER
+from core.schedules import check_beat_schedule
 from core.settings_checks import check_settings
 
 env = environ.Env()
@@ -45,6 +48,8 @@ MIDDLEWARE = [
     # answered before host validation and the HTTPS redirect.
     "core.middleware.LivenessMiddleware",
     "core.middleware.RequestIdMiddleware",
+    # Before anything routes or reads the session: outside ADMIN_ALLOWED_CIDRS the admin is a 404.
+    "core.admin_fence.AdminFenceMiddleware",
     # Every answer under /api/ is JSON, errors and outages included (503 + Retry-After).
     "core.middleware.ApiErrorMiddleware",
     "django.middleware.security.SecurityMiddleware",
@@ -55,6 +60,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # After authentication: it tells a failed admin sign-in from a successful one.
+    "core.login_throttle.AdminLoginThrottleMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -93,6 +100,23 @@ DATABASES["default"]["CONN_MAX_AGE"] = 60
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 # An unreachable database fails a request (or /readyz) in seconds instead of hanging.
 DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", 5)
+# Every app query waits at most this long for a lock, and runs at most this long, so a migration or
+# a long transaction holding a lock costs a signup a prompt 503 with Retry-After (core.middleware),
+# not a thread held for the whole lock. The statement bound is below gunicorn's timeout. The
+# migrate role sets its own (core/management/commands/locked_migrate.py), and a worker's tasks are
+# bounded by their hard time limit instead (core.celery_lifecycle).
+DATABASE_LOCK_TIMEOUT_MS = env.int("DATABASE_LOCK_TIMEOUT_MS", default=2000)
+DATABASE_STATEMENT_TIMEOUT_MS = env.int("DATABASE_STATEMENT_TIMEOUT_MS", default=20000)
+DATABASES["default"]["OPTIONS"]["options"] = " ".join(
+    filter(
+        None,
+        [
+            DATABASES["default"]["OPTIONS"].get("options", ""),
+            f"-c lock_timeout={DATABASE_LOCK_TIMEOUT_MS}",
+            f"-c statement_timeout={DATABASE_STATEMENT_TIMEOUT_MS}",
+        ],
+    )
+)
 
 # --- Static files (served by whitenoise, collected at image build time) ------------------------
 STATIC_URL = "static/"
@@ -210,6 +234,15 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_CONNECTION_MAX_RETRIES = None  # workers keep reconnecting; the health check decides
 # Survive a Redis failover ("UNBLOCKED ... master -> replica", READONLY) instead of exiting.
 CELERY_BROKER_CHANNEL_ERROR_RETRY = True
+# Poison messages: a queue entry that is not a message, or is over TASK_MAX_MESSAGE_BYTES, goes to
+# the dead-letter list instead of ending the worker (core.transport); a message is run at most
+# TASK_MAX_DELIVERIES times (its runs killed, or out of memory), and its next delivery goes to the
+# dead-letter list too (core.dead_letters).
+CELERY_BROKER_TRANSPORT = "core.transport:Transport"
+TASK_MAX_DELIVERIES = env.int("TASK_MAX_DELIVERIES", default=3)
+# A larger message is not run either: tasks take references (a signup id), not data, and a huge
+# argument would be copied into every log line about the task.
+TASK_MAX_MESSAGE_BYTES = 256 * 1024
 
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_SERIALIZER = "json"
@@ -279,14 +312,20 @@ PERIODIC_HEARTBEAT_SECONDS = env.int("PERIODIC_HEARTBEAT_SECONDS", default=60)
 # refused at enqueue time (once they are this old), and messages lost in a Redis failover.
 SIGNUP_SWEEP_SECONDS = env.int("SIGNUP_SWEEP_SECONDS", default=30)
 SIGNUP_REQUEUE_AFTER_SECONDS = env.int("SIGNUP_REQUEUE_AFTER_SECONDS", default=300)
+# Each entry declares its policy in its options (core.schedules, docs/app.md#periodic-runs).
 CELERY_BEAT_SCHEDULE = {
+    # Every occurrence counts: one missed while Beat was away runs once when Beat is back.
     "record-heartbeat": {
         "task": "signups.tasks.record_heartbeat",
         "schedule": PERIODIC_HEARTBEAT_SECONDS,
+        "options": {"policy": {"catch_up": "once", "overlap": "skip"}},
     },
+    # The next sweep covers whatever a skipped one would have published: a sweep that cannot start
+    # within one interval is skipped, and two never run at once.
     "requeue-stale-signups": {
         "task": "signups.tasks.requeue_stale_signups",
         "schedule": SIGNUP_SWEEP_SECONDS,
+        "options": {"policy": {"catch_up": "skip", "deadline": SIGNUP_SWEEP_SECONDS, "overlap": "skip"}},
     },
 }
 # Application gauges the queue-metrics publisher sends with the queue metrics (queuemetrics.schema).
@@ -294,6 +333,10 @@ QUEUE_METRICS_APP_READERS = ["signups.metrics.welcome_email_gauges"]
 
 # --- Abuse: signups per client address (django-ratelimit over the Redis cache) -----------------
 SIGNUP_RATE_LIMIT = env.str("SIGNUP_RATE_LIMIT", default="10/m")
+# One IPv6 /48 (65,536 of the /64s counted as clients) together (signups.ceilings).
+SIGNUP_PREFIX_RATE_LIMIT = env.str("SIGNUP_PREFIX_RATE_LIMIT", default="60/m")
+# Signups a minute one web process takes, counted in its memory: it holds while Redis cannot count.
+SIGNUP_PROCESS_RATE_LIMIT = env.int("SIGNUP_PROCESS_RATE_LIMIT", default=300)
 # The client address is the hop the ALB appends to X-Forwarded-For (core.client).
 RATELIMIT_IP_META_KEY = "core.client.client_ip"
 # Fail open: with Redis down the cache cannot count, and the publish fails fast anyway (503, the
@@ -316,10 +359,50 @@ CACHES = {
     }
 }
 
+# --- Redis key prefix: a preview's slice of the shared broker ------------------------------------
+# Previews share their base's Redis; every key the app writes or reads starts with the stack's prefix
+# (`pr-<N>:`; empty in a full stack, which keeps its key names): kombu's queues, bindings and
+# `unacked` (global_keyprefix), the result backend, the Beat lock and schedule (Redbeat), the cache and
+# with it the signup rate limiter, the schedule records (core.schedule_state) and the task stats.
+REDIS_KEY_PREFIX_PATTERN = r"^([a-z0-9][a-z0-9-]{0,40}:)?$"
+
+
+def redis_key_prefix(value: str) -> str:
+    """The prefix, refused at start unless it matches REDIS_KEY_PREFIX_PATTERN (no glob characters,
+    so `SCAN MATCH <prefix>*` selects exactly the stack's keys)."""
+    if not re.fullmatch(REDIS_KEY_PREFIX_PATTERN, value):
+        raise ImproperlyConfigured(
+            f"REDIS_KEY_PREFIX must be empty or lower-case letters, digits and '-' ending with ':' "
+            f"(e.g. 'pr-12:'), matching {REDIS_KEY_PREFIX_PATTERN}; got {value!r}"
+        )
+    return value
+
+
+REDIS_KEY_PREFIX = redis_key_prefix(env.str("REDIS_KEY_PREFIX", default=""))
+CELERY_BROKER_TRANSPORT_OPTIONS["global_keyprefix"] = REDIS_KEY_PREFIX
+CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS["global_keyprefix"] = REDIS_KEY_PREFIX
+CELERY_REDBEAT_KEY_PREFIX = f"{REDIS_KEY_PREFIX}redbeat:"  # Redbeat's default is "redbeat:"
+CACHES["default"]["KEY_PREFIX"] = f"{REDIS_KEY_PREFIX}cache"
+
+# --- The admin: who reaches it, and how often one may try a password ----------------------------
+# Networks whose clients reach /admin (core.admin_fence), comma-separated; the stack sets the web
+# config's adminAllowedCidrs. Empty: closed to everyone. Unset (a laptop, tests): this machine only.
+ADMIN_ALLOWED_NETWORKS = admin_networks(
+    env.list("ADMIN_ALLOWED_CIDRS", default=["127.0.0.1/32", "::1/128"])
+)
+# Failed admin sign-ins, counted in Redis (core.login_throttle): past either limit within the
+# window, every attempt gets 429 until the window ends.
+ADMIN_LOGIN_MAX_FAILURES_PER_CLIENT = 20
+ADMIN_LOGIN_MAX_FAILURES_PER_USER = 5
+ADMIN_LOGIN_WINDOW_SECONDS = 15 * 60
+
 # Files whose age the container health checks read (infra/app_contract.py).
 WORKER_HEARTBEAT_FILE = env.str("WORKER_HEARTBEAT_FILE", default="/tmp/celery-worker-heartbeat")  # noqa: S108
 BEAT_HEARTBEAT_FILE = env.str("BEAT_HEARTBEAT_FILE", default="/tmp/celery-beat-heartbeat")  # noqa: S108
 HEARTBEAT_TOUCH_SECONDS = 15
+
+# The image this process runs (sha256:...), set by the stack; workers log it with each task's outcome.
+IMAGE_DIGEST = env.str("IMAGE_DIGEST", default="")
 
 # --- Logging: JSON lines on stdout for every role -----------------------------------------------
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO").upper()
@@ -333,7 +416,7 @@ LOGGING = {
     "formatters": {"json": JSON_FORMATTER},
     "handlers": {
         "stdout": {
-            "class": "logging.StreamHandler",
+            "class": "core.logging.RedactedStreamHandler",
             "stream": "ext://sys.stdout",
             "formatter": "json",
             "filters": ["context"],
@@ -348,6 +431,9 @@ LOGGING = {
         # billiard (Celery's process pool) logs here without propagating, e.g. a pool process killed
         # at the hard time limit; with no handler of its own Python would print it as plain text.
         "multiprocessing": {"handlers": ["stdout"], "level": "WARNING", "propagate": False},
+        # Task outcomes are what a release canary reads: logged whatever LOG_LEVEL says.
+        "queuemetrics.outcomes": {"level": "INFO"},
     },
 }
 check_settings(vars())
+check_beat_schedule(CELERY_BEAT_SCHEDULE)

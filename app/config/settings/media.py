@@ -11,9 +11,33 @@ from pathlib import Path
 from typing import Any
 
 import environ
+from botocore.config import Config
 
 S3_STORAGE = "storages.backends.s3.S3Storage"
 FILE_SYSTEM_STORAGE = "django.core.files.storage.FileSystemStorage"
+# An S3 that accepts connections and never answers held an upload thread for boto3's default
+# 60 s read timeout x its attempts (180 s), past the load balancer's idle timeout (60 s,
+# albIdleTimeoutSeconds), which then answered the client itself. Bounded here: at most
+# S3_ATTEMPTS x (connect + read) = 26 s, below gunicorn's 30 s request timeout; the admin then
+# says the store did not answer (attachments.admin).
+S3_CONNECT_TIMEOUT_SECONDS = 3
+S3_READ_TIMEOUT_SECONDS = 10
+S3_ATTEMPTS = 2
+
+
+def s3_client_config(
+    addressing_style: str | None = None,
+    connect_timeout: float = S3_CONNECT_TIMEOUT_SECONDS,
+    read_timeout: float = S3_READ_TIMEOUT_SECONDS,
+) -> Config:
+    """botocore's client settings for the media bucket (they replace django-storages' own)."""
+    return Config(
+        connect_timeout=connect_timeout,
+        read_timeout=read_timeout,
+        retries={"mode": "standard", "total_max_attempts": S3_ATTEMPTS},
+        signature_version="s3v4",
+        s3={"addressing_style": addressing_style},
+    )
 
 
 def media_root(env: environ.Env) -> Path:
@@ -36,8 +60,9 @@ def default_storage(env: environ.Env) -> dict[str, Any]:
         # A second upload of "report.pdf" gets its own key instead of replacing the first.
         "file_overwrite": False,
         "signature_version": "s3v4",
+        "client_config": s3_client_config(),
     }
     endpoint = env.str("MEDIA_S3_ENDPOINT_URL", default="")
     if endpoint:
-        options.update(endpoint_url=endpoint, addressing_style="path")
+        options.update(endpoint_url=endpoint, addressing_style="path", client_config=s3_client_config("path"))
     return {"BACKEND": S3_STORAGE, "OPTIONS": options}

@@ -20,3 +20,4 @@ STORAGES = {
 # One client address (the test client's) posts every signup of the suite; the tests of the rate
 # limit turn it on.
 RATELIMIT_ENABLE = False
+SIGNUP_PROCESS_RATE_LIMIT = 100_000

@@ -57,10 +57,18 @@ def test_prod_has_one_rotated_protected_key_whose_policy_names_each_service(prod
     assert logs["Condition"]["ArnLike"]["kms:EncryptionContext:aws:logs:arn"] == [
         "arn:aws:logs:us-east-1:123456789012:log-group:/ecs/djcelery-prod/*",
         "arn:aws:logs:us-east-1:123456789012:log-group:/aws/rds/instance/djcelery-prod-postgres*",
+        "arn:aws:logs:us-east-1:123456789012:log-group:aws-waf-logs-djcelery-prod",
     ]
-    for sid, service in (("AlarmsPublishToTopic", "cloudwatch"), ("EventsPublishToTopic", "events")):
-        assert policy[sid]["Principal"] == {"Service": f"{service}.amazonaws.com"}
-        assert policy[sid]["Condition"] == {"StringEquals": {"aws:SourceAccount": "123456789012"}}
+    alarms, events = policy["AlarmsPublishToTopic"], policy["EventsPublishToTopic"]
+    assert alarms["Principal"] == {"Service": "cloudwatch.amazonaws.com"}
+    assert alarms["Condition"] == {"StringEquals": {"aws:SourceAccount": "123456789012"}}, (
+        "CloudWatch alarms send aws:SourceAccount to KMS (SNS developer guide, key management)"
+    )
+    assert events["Principal"] == {"Service": "events.amazonaws.com"}
+    assert "Condition" not in events, (
+        "KMS sees no aws:Source* key for EventBridge deliveries to an encrypted topic (SNS developer "
+        "guide, compatibility with AWS services): a condition on one drops every deployment mail"
+    )
     assert "*" not in json.dumps([statement["Principal"] for statement in policy.values()])
     assert prod_run.one("aws:kms/alias:Alias").inputs["name"] == "alias/djcelery-prod"
 

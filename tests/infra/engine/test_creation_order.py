@@ -8,7 +8,7 @@ import pytest
 
 from testkit.engine.graph import DependencyGraph
 from testkit.engine.readiness import launches, missing_before_start, start_requirements
-from testkit.program import ProgramRun
+from testkit.program import ProgramRun, RecordedResource
 
 STACKS = ["dev_run", "prod_run", "ephemeral_run", "custom_run"]
 
@@ -51,13 +51,22 @@ def test_the_rule_sees_every_launch_and_its_needs(run_name: str, request: pytest
 
 def test_a_release_that_waits_only_for_its_inputs_is_caught(dev_run: ProgramRun) -> None:
     """The defect this rule exists for: the migrate task waiting for the image and the task
-    definition only, so ECS starts it minutes before the database and the secret values exist."""
+    definition only, so ECS starts it minutes before the database and the secret values exist.
+    (The task definitions now also follow the secret values' versions, which this control removes
+    to see the rule catch what the program waited for before.)"""
     release = dev_run.one("pulumi-python:dynamic:Resource", "release")
+    migrate = dev_run.one("aws:ecs/taskDefinition:TaskDefinition", "migrate")
+    versions = {version.urn for version in dev_run.of_type("aws:secretsmanager/secretVersion:SecretVersion")}
     inputs_only = tuple(sorted({urn for urns in release.property_dependencies.values() for urn in urns}))
-    broken = replace(
-        dev_run,
-        resources=[replace(r, dependencies=inputs_only) if r is release else r for r in dev_run.resources],
-    )
+
+    def as_before(resource: RecordedResource) -> RecordedResource:
+        if resource is release:
+            return replace(resource, dependencies=inputs_only)
+        if resource is migrate:
+            return replace(resource, dependencies=tuple(sorted(set(resource.dependencies) - versions)))
+        return resource
+
+    broken = replace(dev_run, resources=[as_before(resource) for resource in dev_run.resources])
     missing = missing_before_start(broken)["release-migrate"]
     for needed in (
         "Instance database-postgres",

@@ -18,10 +18,10 @@ from botocore.stub import Stubber
 from moto import mock_aws
 
 from infra.config.reader import StackConfigError
-from infra.config.stack import validate
 from infra.image.copy import CopyResult, Download, ImageCopyError, _parts, copy_image
 from infra.image.provider import ImagePromotionProvider
 from infra.image.reference import ImageRef, ImageReferenceError, digest_of, is_reference
+from infra.stack import validate
 from testkit.program import ProgramRun, bare_config, run_program
 
 REGION = "eu-west-1"
@@ -381,3 +381,48 @@ def test_image_sources_are_refused_when_ambiguous_or_malformed(overrides: dict[s
     with pytest.raises(StackConfigError) as refused:
         validate(bare_config("pr-1", {"ephemeral": True, **overrides}))
     assert key in refused.value.keys
+
+
+def test_a_stale_stored_promotion_provider_is_replaced_without_copying() -> None:
+    """destroy rebuilds the provider from the state's copy (pulumi/pulumi#6285): a provider-only
+    difference is a change, and its update copies nothing (no ECR client is created)."""
+
+    def no_ecr(region: str) -> Any:
+        raise AssertionError(f"no ECR client may be created here (asked for {region})")
+
+    provider = ImagePromotionProvider(clients=no_ecr)
+    source = f"111111111111.dkr.ecr.{REGION}.amazonaws.com/dev@sha256:{'a' * 64}"
+    state = {
+        "source": source,
+        "repository_url": f"222222222222.dkr.ecr.{REGION}.amazonaws.com/prod",
+        "region": REGION,
+        "image_ref": "kept",
+        "copied_blobs": 3,
+        "__provider": "stored-by-an-earlier-release",
+    }
+    news = {**state, "__provider": "current"}
+    assert provider.diff("id", state, {**state}).changes is False
+    assert provider.diff("id", state, news).changes is True
+    assert provider.update("id", state, news).outs == {
+        key: value for key, value in state.items() if key != "__provider"
+    }
+
+
+def test_named_accounts_may_pull_the_stacks_images_and_nothing_more() -> None:
+    """Promotion into another account copies from this repository with BatchGetImage and
+    GetDownloadUrlForLayer (copy.py); the ECR user guide's cross-account pull example grants those
+    and BatchCheckLayerAvailability to the other account's root principal."""
+    run = run_program("pr-792", {"ephemeral": True, "imagePullAccounts": ["210987654321"]})
+    policy = run.one("aws:ecr/repositoryPolicy:RepositoryPolicy")
+    assert policy.inputs["repository"] == run.one("aws:ecr/repository:Repository").state["name"]
+    [statement] = json.loads(policy.inputs["policy"])["Statement"]
+    assert statement["Principal"] == {"AWS": ["arn:aws:iam::210987654321:root"]}
+    assert sorted(statement["Action"]) == [
+        "ecr:BatchCheckLayerAvailability",
+        "ecr:BatchGetImage",
+        "ecr:GetDownloadUrlForLayer",
+    ]
+    assert "Resource" not in statement, "a repository policy applies to its own repository"
+    assert (
+        run_program("pr-793", {"ephemeral": True}).of_type("aws:ecr/repositoryPolicy:RepositoryPolicy") == []
+    )

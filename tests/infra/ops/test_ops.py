@@ -11,26 +11,28 @@ import json
 import shlex
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 from botocore.stub import Stubber
-from moto import mock_aws
 
 from infra.ops import cli as ops
-from infra.ops.cli import DeployedStack, OpsError, StackNotDeployedError
+from infra.ops import stack as ops_stack
+from infra.ops import tasks as ops_tasks
+from infra.ops.stack import DeployedStack, OpsError, StackNotDeployedError
 
 REGION = "eu-west-1"
 CLUSTER = "djcelery-dev"
 SERVICE = "djcelery-dev-web"
 TASK_DEFINITION = f"arn:aws:ecs:{REGION}:123456789012:task-definition/djcelery-dev-web:7"
+# One-off commands run in the migrate task definition: one container, so no second Beat or worker.
+ONE_OFF_TASK_DEFINITION = f"arn:aws:ecs:{REGION}:123456789012:task-definition/djcelery-dev-migrate:7"
 TASK_ID = "4f1c2e3d5a6b47c8a9d0e1f2a3b4c5d6"
 TASK_ARN = f"arn:aws:ecs:{REGION}:123456789012:task/{CLUSTER}/{TASK_ID}"
-LOG_GROUP = "/ecs/djcelery-dev/web"
-LOG_STREAM = f"web/web/{TASK_ID}"
+LOG_GROUP = "/ecs/djcelery-dev/migrate"
+LOG_STREAM = f"migrate/migrate/{TASK_ID}"
 
 # As `pulumi stack output --json` prints them for a deployed stack.
 OUTPUTS: dict[str, Any] = {
@@ -38,25 +40,17 @@ OUTPUTS: dict[str, Any] = {
     "webServiceName": SERVICE,
     "webTaskDefinitionArn": TASK_DEFINITION,
     "webContainerName": "web",
+    "migrateTaskDefinitionArn": ONE_OFF_TASK_DEFINITION,
     "serviceSubnetIds": ["subnet-0aaa", "subnet-0bbb"],
     "appSecurityGroupId": "sg-0app",
     "assignPublicIp": False,
-    "logGroupNames": {"web": LOG_GROUP, "worker": "/ecs/djcelery-dev/worker"},
+    "logGroupNames": {
+        "web": "/ecs/djcelery-dev/web",
+        "migrate": LOG_GROUP,
+        "worker": "/ecs/djcelery-dev/worker",
+    },
     "url": "http://djcelery-dev-123.eu-west-1.elb.amazonaws.com",
 }
-
-
-@pytest.fixture
-def stack() -> DeployedStack:
-    return DeployedStack.from_outputs("dev", REGION, OUTPUTS)
-
-
-@pytest.fixture
-def logs() -> Iterator[Any]:
-    with mock_aws():
-        client = boto3.client("logs", region_name=REGION)
-        client.create_log_group(logGroupName=LOG_GROUP)
-        yield client
 
 
 def write_log(logs: Any, *messages: str) -> None:
@@ -85,7 +79,7 @@ class Scenario:
 
 
 def task(status: str, *, exit_code: int | None = None, **fields: Any) -> dict[str, Any]:
-    container: dict[str, Any] = {"name": "web", "lastStatus": status}
+    container: dict[str, Any] = {"name": "migrate", "lastStatus": status}
     if exit_code is not None:
         container["exitCode"] = exit_code
     desired = "STOPPED" if status == "STOPPED" else "RUNNING"
@@ -103,10 +97,10 @@ def expect_run_task(stubber: Stubber, command: list[str], *, assign_public_ip: s
         {"tasks": [task("PROVISIONING")], "failures": []},
         {
             "cluster": CLUSTER,
-            "taskDefinition": TASK_DEFINITION,
+            "taskDefinition": ONE_OFF_TASK_DEFINITION,
             "launchType": "FARGATE",
             "count": 1,
-            "startedBy": ops.ONE_OFF_STARTED_BY,
+            "startedBy": ops_tasks.ONE_OFF_STARTED_BY,
             "networkConfiguration": {
                 "awsvpcConfiguration": {
                     "subnets": ["subnet-0aaa", "subnet-0bbb"],
@@ -114,7 +108,7 @@ def expect_run_task(stubber: Stubber, command: list[str], *, assign_public_ip: s
                     "assignPublicIp": assign_public_ip,
                 }
             },
-            "overrides": {"containerOverrides": [{"name": "web", "command": command}]},
+            "overrides": {"containerOverrides": [{"name": "migrate", "command": command}]},
         },
     )
 
@@ -170,7 +164,19 @@ def test_manage_streams_the_log_once_and_exits_0_when_the_command_succeeds(stack
         "  Applying signups.0001_initial... OK",
     ], "every log line must be printed once, in order, including those written just before the stop"
     assert f"started task {TASK_ID}" in err and f"task {TASK_ID}: STOPPED" in err, err
-    assert scenario.waits == [ops.POLL_SECONDS] * 3
+    assert scenario.waits == [ops_tasks.POLL_SECONDS] * 3
+
+
+def test_schedules_runs_the_apps_listing_with_the_stacks_alarm_thresholds(stack, ecs, logs, capsys):
+    """Late means what the entry's alarm means: max(scheduleAlarmPeriods x period, the minimum)."""
+    client, stubber = ecs
+    expected = ["python", "manage.py", "schedules", "--stale-periods", "2", "--stale-minimum-seconds", "300"]
+    expect_run_task(stubber, expected)
+    expect_describe(stubber, task("STOPPED", exit_code=0, stopCode="EssentialContainerExited"))
+    write_log(logs, "entry  last run  next run  last success  state")
+
+    assert run_cli(["schedules", "dev"], stack, client, logs, sleep=Scenario().sleep) == 0
+    assert "entry  last run" in capsys.readouterr().out
 
 
 def test_manage_exits_with_the_commands_exit_code_and_shows_the_log_tail(stack, ecs, logs, capsys):
@@ -198,7 +204,7 @@ def test_one_off_task_uses_the_services_public_ip_setting(ecs, assign_public_ip,
     stack = DeployedStack.from_outputs("dev", REGION, OUTPUTS | {"assignPublicIp": assign_public_ip})
     expect_run_task(stubber, ["python", "manage.py", "check"], assign_public_ip=expected)
 
-    assert ops.start_one_off_task(client, stack, ["python", "manage.py", "check"]) == TASK_ARN
+    assert ops_tasks.start_one_off_task(client, stack, ["python", "manage.py", "check"]) == TASK_ARN
 
 
 def refuse_with_failures(stubber: Stubber) -> None:
@@ -380,24 +386,27 @@ def test_read_stack_takes_outputs_and_region_from_the_stack(pulumi):
     pulumi.answer("stack", stdout=OUTPUTS)
     pulumi.answer("config", stdout={"aws:region": {"value": REGION, "secret": False}})
 
-    assert ops.read_stack("dev") == DeployedStack(
+    assert ops_stack.read_stack("dev") == DeployedStack(
         name="dev",
         region=REGION,
         cluster_name=CLUSTER,
         web_service_name=SERVICE,
         web_task_definition_arn=TASK_DEFINITION,
         web_container_name="web",
+        one_off_task_definition_arn=ONE_OFF_TASK_DEFINITION,
         subnet_ids=("subnet-0aaa", "subnet-0bbb"),
         security_group_id="sg-0app",
         assign_public_ip=False,
-        web_log_group=LOG_GROUP,
+        one_off_log_group=LOG_GROUP,
     )
     calls = pulumi.calls()
     assert [call["args"] for call in calls] == [
         ["stack", "output", "--show-secrets=false", "--json", "--stack", "dev", "--non-interactive"],
         ["config", "--json", "--stack", "dev", "--non-interactive"],
     ]
-    assert {call["cwd"] for call in calls} == {str(ops.REPO_ROOT)}, "pulumi must run in the project directory"
+    assert {call["cwd"] for call in calls} == {str(ops_stack.REPO_ROOT)}, (
+        "pulumi must run in the project directory"
+    )
 
 
 def test_read_stack_falls_back_to_aws_region(pulumi, monkeypatch):
@@ -405,7 +414,7 @@ def test_read_stack_falls_back_to_aws_region(pulumi, monkeypatch):
     pulumi.answer("config", stdout={"djcelery:webCpu": {"value": "256", "secret": False}})
     monkeypatch.setenv("AWS_REGION", "us-east-2")
 
-    assert ops.read_stack("dev").region == "us-east-2"
+    assert ops_stack.read_stack("dev").region == "us-east-2"
 
 
 def test_read_stack_without_any_region_says_how_to_set_it(pulumi):
@@ -413,7 +422,7 @@ def test_read_stack_without_any_region_says_how_to_set_it(pulumi):
     pulumi.answer("config", stdout={})
 
     with pytest.raises(OpsError, match=r"pulumi config set aws:region <region> --stack dev"):
-        ops.read_stack("dev")
+        ops_stack.read_stack("dev")
 
 
 @pytest.mark.parametrize(
@@ -428,7 +437,7 @@ def test_a_stack_that_is_not_deployed_is_named_with_the_command_to_deploy_it(pul
     pulumi.answer("stack", **answer)
 
     with pytest.raises(StackNotDeployedError, match=r"'ghost'.*scripts/deploy ghost"):
-        ops.read_stack("ghost")
+        ops_stack.read_stack("ghost")
 
     def no_aws(service: str, region: str) -> Any:
         raise AssertionError(f"no {service} call may be made for a stack that is not deployed")
@@ -441,7 +450,7 @@ def test_missing_pulumi_cli_is_named(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))  # an empty directory: no pulumi
 
     with pytest.raises(OpsError, match=r"Pulumi CLI is not installed"):
-        ops.read_stack("dev")
+        ops_stack.read_stack("dev")
 
 
 def test_other_pulumi_failures_show_pulumi_s_own_message(pulumi):
@@ -449,7 +458,7 @@ def test_other_pulumi_failures_show_pulumi_s_own_message(pulumi):
     pulumi.answer("stack", stderr=message + "\n", code=255)
 
     with pytest.raises(OpsError, match=r"PULUMI_CONFIG_PASSPHRASE") as error:
-        ops.read_stack("dev")
+        ops_stack.read_stack("dev")
     assert not isinstance(error.value, StackNotDeployedError)
 
 
@@ -465,7 +474,7 @@ def test_incomplete_outputs_are_listed_in_one_error():
         "clusterName is missing",
         "serviceSubnetIds must be a non-empty list of subnet ids",
         "assignPublicIp is a secret output",
-        "logGroupNames must be a map with a 'web' group",
+        "logGroupNames must be a map with a 'migrate' group",
         "scripts/deploy dev",
     ):
         assert problem in message, f"{problem!r} not in: {message}"

@@ -15,10 +15,12 @@ import pytest
 
 from infra.ops import cli as ops
 from infra.ops import release_check
-from infra.ops.cli import StackNotDeployedError
 from infra.ops.release_check import check, file_config, read_record
-from infra.release.record import ReleaseRecord
-from infra.release.summary import pools_table
+from infra.ops.stack import StackNotDeployedError
+from infra.release.record import ReleaseRecord, operations
+from infra.release.summary import deployment_text, pools_table, worker_canaries_line
+from infra.stack import validate
+from testkit.program import bare_config
 
 ROOT = Path(__file__).resolve().parents[3]
 EMAIL = "signups.tasks.send_welcome_email"
@@ -70,6 +72,23 @@ def test_a_change_that_drops_nothing_passes_and_summarizes(capsys: pytest.Captur
     assert "### Release check for `dev`: passed" in summary
     assert "| Migrations that will run | none |" in summary
     assert "restarts (new image)" in summary
+
+
+def test_the_summary_names_how_web_and_the_pools_are_released() -> None:
+    """Prod's release notes: the canary's share and window, the bake, the alarms that roll it back,
+    and each pool's worker canary; dev rolls."""
+    prod = validate(bare_config("prod"))
+    ops_of_prod = operations(prod.workers, prod.beat, prod.web.deployment)
+    web = deployment_text(ops_of_prod["web"])
+    assert web.startswith("canary: the new revision starts beside the old one and gets 10 % of the traffic")
+    assert "for 5 min, then all of it; both are kept 5 min (bake)" in web
+    assert "more than 5 % 5xx or its p99 exceeds 2000 ms for 2 minutes in a row" in web
+    assert worker_canaries_line(ops_of_prod["pools"]).startswith("default 5 min, email 5 min: one task")
+    assert "more than 20 % of its task runs fail" in worker_canaries_line(ops_of_prod["pools"])
+
+    _problems, summary = check("dev", record(web={"deployment": "canary"}))
+    assert "| Web release | rolling: tasks replaced in place" in summary and "(was canary)" in summary
+    assert "| Worker canaries | off: every pool rolls to the new image at once |" in summary
 
 
 def test_a_dropped_task_is_refused_by_name() -> None:
@@ -146,3 +165,28 @@ def test_the_command_line_exits_1_when_refused_and_writes_the_summary(
     summary = tmp_path / "summary.md"
     assert ops.main(["release-check", "dev", "--summary", str(summary)]) == release_check.EXIT_REFUSED
     assert "signups.tasks.gone" in summary.read_text()
+
+
+def test_the_summary_lists_how_the_beat_schedule_changes_entry_by_entry() -> None:
+    """The pull request's code (this app) against a record whose schedule had another sweep period
+    and an entry this code no longer schedules."""
+    recorded = {
+        "requeue-stale-signups": {
+            "task": REQUEUE,
+            "queue": "default",
+            "schedule": "every 120 s",
+            "period_seconds": 120.0,
+            "policy": {"catch_up": "skip", "overlap": "skip", "deadline_seconds": 120.0},
+        },
+        "weekly-digest": {
+            "task": HEARTBEAT,
+            "queue": "default",
+            "schedule": "every 604800 s",
+            "period_seconds": 604800.0,
+        },
+    }
+    _problems, summary = check("dev", record(beatSchedule=recorded))
+    assert "| `record-heartbeat` | **added**:" in summary
+    assert "| `weekly-digest` | **removed**:" in summary
+    [sweep] = [line for line in summary.splitlines() if line.startswith("| `requeue-stale-signups` |")]
+    assert "period 2 min → 30 s" in sweep, sweep

@@ -19,10 +19,11 @@ import pytest
 from botocore.stub import Stubber
 from moto import mock_aws
 
-from infra.config.stack import validate
 from infra.ops import cli as ops
 from infra.ops import restore
-from infra.ops.cli import DeployedStack
+from infra.ops.stack import DeployedStack
+from infra.stack import validate
+from testkit.moto_network import vpc_with_two_subnets
 from testkit.program import bare_config, run_program
 
 REGION = "eu-west-1"
@@ -31,11 +32,12 @@ OUTPUTS: dict[str, Any] = {
     "clusterName": "djcelery-prod",
     "webServiceName": "djcelery-prod-web",
     "webTaskDefinitionArn": f"arn:aws:ecs:{REGION}:123456789012:task-definition/djcelery-prod-web:3",
+    "migrateTaskDefinitionArn": f"arn:aws:ecs:{REGION}:123456789012:task-definition/djcelery-prod-migrate:3",
     "webContainerName": "web",
     "serviceSubnetIds": ["subnet-0aaa", "subnet-0bbb"],
     "appSecurityGroupId": "sg-0app",
     "assignPublicIp": False,
-    "logGroupNames": {"web": "/ecs/djcelery-prod/web"},
+    "logGroupNames": {"web": "/ecs/djcelery-prod/web", "migrate": "/ecs/djcelery-prod/migrate"},
     "dbInstanceIdentifier": SOURCE,
 }
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
@@ -116,13 +118,7 @@ def rds() -> Iterator[Any]:
     with mock_aws():
         client = boto3.client("rds", region_name=REGION)
         ec2 = boto3.client("ec2", region_name=REGION)
-        vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
-        subnets = [
-            ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.0.{i}.0/24", AvailabilityZone=f"{REGION}{zone}")[
-                "Subnet"
-            ]["SubnetId"]
-            for i, zone in enumerate("ab")
-        ]
+        vpc, subnets = vpc_with_two_subnets(ec2, REGION)
         group = ec2.create_security_group(GroupName="db", Description="db", VpcId=vpc)["GroupId"]
         client.create_db_subnet_group(
             DBSubnetGroupName="database-subnets", DBSubnetGroupDescription="db", SubnetIds=subnets

@@ -1,4 +1,5 @@
-"""`python -m infra.ops rollback`: which image, the checks before `pulumi up`, and the update itself.
+"""`python -m infra.ops rollback`: ECS's own rollback of an open web deployment, else which image,
+the checks before `pulumi up`, and the update itself.
 
 ECS's task definition history is botocore's Stubber (checked against the real API model); the
 repository is moto's ECR; `pulumi up` is a recorded stand-in, so the test sees the exact command
@@ -14,13 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import botocore.session
 import pytest
 from botocore.stub import Stubber
 from moto import mock_aws
 
 from infra.ops import cli as ops
 from infra.ops import rollback
-from infra.ops.cli import DeployedStack, OpsError
+from infra.ops.stack import DeployedStack, OpsError
 from tests.infra.ops.test_ops import OUTPUTS, REGION
 
 REPOSITORY = "djcelery-prod-repository"
@@ -83,6 +85,37 @@ def describes(stubber: Stubber, revision: int, digest: str) -> None:
         },
         {"taskDefinition": revision_arn(revision)},
     )
+
+
+DEPLOYMENT_ARN = (
+    f"arn:aws:ecs:{REGION}:123456789012:service-deployment/djcelery-prod/djcelery-prod-web/abc123"
+)
+
+
+def open_deployments(stubber: Stubber, status: str | None = None, stage: str = "BAKE_TIME") -> None:
+    """ListServiceDeployments of the web service (and DescribeServiceDeployments of what it finds)."""
+    listed = [] if status is None else [
+        {"serviceDeploymentArn": DEPLOYMENT_ARN, "status": status, "createdAt": "2026-12-07T10:00:00Z"}
+    ]  # fmt: skip
+    stubber.add_response(
+        "list_service_deployments",
+        {"serviceDeployments": listed},
+        {
+            "cluster": OUTPUTS["clusterName"],
+            "service": OUTPUTS["webServiceName"],
+            "status": [*rollback.OPEN, *rollback.ROLLING_BACK],
+        },
+    )
+    if status is not None:
+        stubber.add_response(
+            "describe_service_deployments",
+            {
+                "serviceDeployments": [
+                    {"serviceDeploymentArn": DEPLOYMENT_ARN, "status": status, "lifecycleStage": stage}
+                ]
+            },
+            {"serviceDeploymentArns": [DEPLOYMENT_ARN]},
+        )
 
 
 def lists(stubber: Stubber, status: str, revisions: Sequence[int]) -> None:
@@ -182,6 +215,7 @@ def test_the_command_line_plans_without_yes_and_rolls_back_with_it(
     clients = {"ecs": ecs[0], "ecr": ecr}
 
     def main(*argv: str, exit_code: int = 0) -> int:
+        open_deployments(ecs[1])  # none: every web deployment finished
         return ops.main(
             ["rollback", "prod", "--to", PREVIOUS, *argv],
             stack_reader=lambda _name: stack,
@@ -195,3 +229,73 @@ def test_the_command_line_plans_without_yes_and_rolls_back_with_it(
     assert main("--yes", "--force", exit_code=255) == 255
     assert "--force releases anyway" in capsys.readouterr().err
     assert ran[-1][-1] == "djcelery:releaseForce=true"
+
+
+def rollback_main(ecs: tuple[Any, Stubber], ecr: Any, stack: DeployedStack, ran: list, *argv: str) -> int:
+    clients = {"ecs": ecs[0], "ecr": ecr}
+    return ops.main(
+        ["rollback", "prod", *argv],
+        stack_reader=lambda _name: stack,
+        client_factory=lambda service, _region: clients[service],
+        runner=lambda command: ran.append(command) or 0,
+    )
+
+
+def test_the_statuses_and_stop_type_are_the_ones_ecs_knows() -> None:
+    """botocore ECS model: ServiceDeploymentStatus, and StopServiceDeployment's stopType ROLLBACK
+    ("rolls back the service deployment to the previous service revision")."""
+    model = botocore.session.get_session().get_service_model("ecs")
+    assert {*rollback.OPEN, *rollback.ROLLING_BACK} <= set(model.shape_for("ServiceDeploymentStatus").enum)
+    stop = model.operation_model("StopServiceDeployment").input_shape.members["stopType"]
+    assert "ROLLBACK" in stop.enum
+
+
+def test_during_the_bake_ecs_rolls_the_open_deployment_back_without_pulumi_up(
+    ecs: tuple[Any, Stubber], ecr: Any, stack: DeployedStack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ran: list[Sequence[str]] = []
+    open_deployments(ecs[1], "IN_PROGRESS", "BAKE_TIME")
+    assert rollback_main(ecs, ecr, stack, ran) == 0
+    assert "would have ECS roll back" in capsys.readouterr().err, "nothing is stopped without --yes"
+
+    open_deployments(ecs[1], "IN_PROGRESS", "BAKE_TIME")
+    ecs[1].add_response(
+        "stop_service_deployment",
+        {"serviceDeploymentArn": DEPLOYMENT_ARN},
+        {"serviceDeploymentArn": DEPLOYMENT_ARN, "stopType": "ROLLBACK"},
+    )
+    assert rollback_main(ecs, ecr, stack, ran, "--yes") == 0
+    said = capsys.readouterr().err
+    assert f"ECS rolls back {DEPLOYMENT_ARN} (IN_PROGRESS, BAKE_TIME)" in said
+    assert "rollback prod --to previous --yes" in said, "it says how to make the stack agree"
+    assert ran == [], "no `pulumi up`: ECS moves the traffic back"
+
+
+def test_a_deployment_ecs_already_rolls_back_is_left_to_it(
+    ecs: tuple[Any, Stubber], ecr: Any, stack: DeployedStack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    open_deployments(ecs[1], "ROLLBACK_IN_PROGRESS", "PRODUCTION_TRAFFIC_SHIFT")
+    assert rollback_main(ecs, ecr, stack, [], "--yes") == 0
+    assert "already rolling back" in capsys.readouterr().err
+
+
+def test_without_an_open_deployment_it_releases_the_previous_image(
+    ecs: tuple[Any, Stubber], ecr: Any, stack: DeployedStack
+) -> None:
+    stubber = ecs[1]
+    open_deployments(stubber)
+    describes(stubber, 9, CURRENT)
+    lists(stubber, "ACTIVE", [9, 8])
+    lists(stubber, "INACTIVE", [])
+    describes(stubber, 8, PREVIOUS)
+    ran: list[Sequence[str]] = []
+    assert rollback_main(ecs, ecr, stack, ran, "--yes") == 0
+    assert f"djcelery:imageRef={REPOSITORY_URL}@{PREVIOUS}" in ran[0]
+
+
+def test_another_image_is_not_released_over_an_open_deployment(
+    ecs: tuple[Any, Stubber], ecr: Any, stack: DeployedStack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    open_deployments(ecs[1], "IN_PROGRESS", "PRODUCTION_TRAFFIC_SHIFT")
+    assert rollback_main(ecs, ecr, stack, [], "--to", PREVIOUS, "--yes") == ops.EXIT_OPS_ERROR
+    assert "has an open deployment" in capsys.readouterr().err

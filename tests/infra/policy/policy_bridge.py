@@ -28,7 +28,9 @@ from pulumi_policy import (
 )
 from pulumi_policy.proxy import unknown_checking_proxy
 
-from infra.policy.rules import RULES, Rule, Tier
+from infra.policy.rules.pack import RULES
+from infra.policy.rules.shared import Rule
+from infra.policy.rules.tiers import Tier
 from testkit.program import FabricatingMocks, RecordedResource, project_name
 
 POLICY_DIR = Path(__file__).resolve().parents[3] / "infra" / "policy"

@@ -200,10 +200,42 @@ def test_the_app_reports_its_tasks_routes_beat_and_migrations(empty_database: st
     report = reported(APP_DIR, empty_database, redis_url)
     assert {EMAIL, HEARTBEAT} <= set(report.tasks)
     assert report.routes[EMAIL] == "email" and report.routes[HEARTBEAT] == "default"
-    assert report.beat["record-heartbeat"] == {"task": HEARTBEAT, "queue": "default"}
+    # The heartbeat runs every PERIODIC_HEARTBEAT_SECONDS (60 by default) under its declared policy.
+    assert report.beat["record-heartbeat"] == {
+        "task": HEARTBEAT,
+        "queue": "default",
+        "schedule": "every 60 s",
+        "period_seconds": 60.0,
+        "policy": {"catch_up": "once", "overlap": "skip", "deadline_seconds": None},
+    }
     assert "signups.0001_initial" in report.migrations and "auth.0001_initial" in report.migrations
     assert release_problems(report, ["default", "email"]) == []
     assert "queue email receives" in messages(release_problems(report, ["default"]))
+
+
+def applied_in(database_url: str) -> set[str]:
+    with psycopg.connect(database_url) as connection:
+        rows = connection.execute("SELECT app || '.' || name FROM django_migrations").fetchall()
+    return {row[0] for row in rows}
+
+
+def test_an_empty_database_is_migrated_after_the_report(empty_database: str, redis_url: str) -> None:
+    """A stack's first release: one task reports (nothing applied yet) and then migrates."""
+    report = reported(APP_DIR, empty_database, redis_url, "--applied", "--live", "--migrate-if-empty")
+    assert report.applied == (), "the report is taken before migrating: the database was empty"
+    assert applied_in(empty_database) == set(report.migrations), "every migration of the image is applied"
+
+
+def test_a_database_with_migrations_waits_for_the_gate(empty_database: str, redis_url: str) -> None:
+    """Anything applied means a version may run on it: the report only, migrations after the gate."""
+    done = manage(APP_DIR, empty_database, redis_url, "migrate", "signups", "0001", "--noinput")
+    assert done.returncode == 0, done.stderr
+    before = applied_in(empty_database)
+    report = reported(APP_DIR, empty_database, redis_url, "--applied", "--live", "--migrate-if-empty")
+    assert set(report.applied or ()) == before and applied_in(empty_database) == before, (
+        "a database with applied migrations must not be migrated by the check"
+    )
+    assert set(report.migrations) - before, "the image must have migrations left to apply"
 
 
 def test_a_database_ahead_of_the_image_refuses_naming_its_migrations(

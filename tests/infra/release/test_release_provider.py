@@ -11,7 +11,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,7 @@ from infra import app_contract
 from infra.release.provider import AwsClients, MigrationProvider
 from infra.release.runner import (
     DEFAULT_POLL_INTERVAL_SECONDS,
+    NOTHING_UPDATED,
     STARTED_BY,
     MigrationTask,
     ReleaseError,
@@ -103,14 +104,21 @@ class ScriptedEcs:
         state: dict[str, Any],
         exit_code: int = 0,
         task_definition_arn: str = TASK_DEFINITION_ARN,
+        first_release: bool = True,
+        log_lines: Sequence[str] = (),
+        task_id: str = CHECK_TASK_ID,
     ) -> None:
-        """The release check task starts, prints `state` as `release_state` does, and exits."""
+        """The release check task starts, prints `state` as `release_state` does (then
+        `log_lines`), and exits. A stack's first release (create) asks it to migrate an empty
+        database too."""
+        check_arn = CHECK_TASK_ARN.replace(CHECK_TASK_ID, task_id)
+        flags = ("--applied", "--live", *(("--migrate-if-empty",) if first_release else ()))
         check = {"containerOverrides": [
-            {"name": "migrate", "command": app_contract.release_state_command("--applied", "--live")}
+            {"name": "migrate", "command": app_contract.release_state_command(*flags)}
         ]}  # fmt: skip
         self.stubber.add_response(
             "run_task",
-            {"tasks": [{"taskArn": CHECK_TASK_ARN, "lastStatus": "PROVISIONING"}], "failures": []},
+            {"tasks": [{"taskArn": check_arn, "lastStatus": "PROVISIONING"}], "failures": []},
             {**expected_run_task(task_definition_arn), "overrides": check},
         )
         self.stubber.add_response(
@@ -118,7 +126,7 @@ class ScriptedEcs:
             {
                 "tasks": [
                     {
-                        "taskArn": CHECK_TASK_ARN,
+                        "taskArn": check_arn,
                         "lastStatus": "STOPPED",
                         "stopCode": "EssentialContainerExited",
                         "containers": [{"name": "migrate", "lastStatus": "STOPPED", "exitCode": exit_code}],
@@ -126,10 +134,11 @@ class ScriptedEcs:
                 ],
                 "failures": [],
             },
-            {"cluster": CLUSTER, "tasks": [CHECK_TASK_ARN]},
+            {"cluster": CLUSTER, "tasks": [check_arn]},
         )
         lines = ['{"level": "INFO", "message": "starting"}', *state_lines(state)] if state else []
-        write_log(logs, lines or ["Unknown command: 'release_state'"], f"migrate/migrate/{CHECK_TASK_ID}")
+        lines += log_lines
+        write_log(logs, lines or ["Unknown command: 'release_state'"], f"migrate/migrate/{task_id}")
 
     def run_task_fails(self, reason: str) -> None:
         self.stubber.add_response(
@@ -421,7 +430,7 @@ def test_create_runs_the_migration_and_records_how_it_ran(ecs: ScriptedEcs, logs
 
 def test_update_runs_the_new_migrate_task_definition(ecs: ScriptedEcs, logs: Any) -> None:
     new_task_definition = TASK_DEFINITION_ARN.replace(":7", ":8")
-    ecs.check_task_reports(logs, QUIET_STATE, task_definition_arn=new_task_definition)
+    ecs.check_task_reports(logs, QUIET_STATE, task_definition_arn=new_task_definition, first_release=False)
     ecs.run_task_starts(new_task_definition)
     ecs.task_exits(0)
 
@@ -441,19 +450,73 @@ def test_a_failed_migration_fails_create(ecs: ScriptedEcs, logs: Any) -> None:
         provider_on(ecs, logs).create(dict(RELEASE_INPUTS))
 
 
+# A database no version ever ran on: `release_state --applied` reports no applied migration.
+EMPTY_DATABASE_STATE: dict[str, Any] = {**QUIET_STATE, "applied": []}
+
+
+def test_a_first_release_on_an_empty_database_migrates_in_its_check_task(ecs: ScriptedEcs, logs: Any) -> None:
+    """One Fargate task instead of two for a new stack or preview: the report, then the migrations.
+    No second RunTask is scripted: the Stubber fails the test if the provider starts one."""
+    ecs.check_task_reports(logs, EMPTY_DATABASE_STATE)
+
+    outputs = provider_on(ecs, logs).create(dict(RELEASE_INPUTS)).outs or {}
+
+    assert (outputs["task_arn"], outputs["exit_code"]) == (CHECK_TASK_ARN, 0), outputs
+    assert outputs["migrations_run"] == QUIET_STATE["migrations"], "the record names what the task applied"
+
+
+def test_a_first_release_whose_migration_fails_in_the_check_task_fails_with_its_log(
+    ecs: ScriptedEcs, logs: Any
+) -> None:
+    ecs.check_task_reports(
+        logs, EMPTY_DATABASE_STATE, exit_code=1, log_lines=["django.db.utils.ProgrammingError: boom"]
+    )
+
+    with pytest.raises(ReleaseError, match="exited with code 1") as failed:
+        provider_on(ecs, logs).create(dict(RELEASE_INPUTS))
+    assert "ProgrammingError: boom" in str(failed.value) and NOTHING_UPDATED in str(failed.value)
+
+
+def test_a_first_release_of_an_image_without_the_flag_is_checked_then_migrated_apart(
+    ecs: ScriptedEcs, logs: Any
+) -> None:
+    """A promoted image built before --migrate-if-empty existed: Django's parser refuses the flag
+    (exit code 2), and the release goes the two-task way."""
+    ecs.check_task_reports(
+        logs,
+        {},
+        exit_code=2,
+        log_lines=["manage.py release_state: error: unrecognized arguments: --migrate-if-empty"],
+    )
+    ecs.check_task_reports(logs, EMPTY_DATABASE_STATE, first_release=False, task_id="1" * 32)
+    ecs.run_task_starts()
+    ecs.task_exits(0)
+
+    outputs = provider_on(ecs, logs).create(dict(RELEASE_INPUTS)).outs or {}
+
+    assert outputs["task_arn"] == TASK_ARN, "the migrate task ran after the check"
+
+
 @pytest.mark.parametrize(
     ("changed", "runs_again"),
     [
         ({}, False),
-        (
-            {"subnet_ids": ["subnet-ccc"], "timeout_seconds": 60.0, "__provider": "another-serialization"},
-            False,
-        ),
+        ({"subnet_ids": ["subnet-ccc"], "timeout_seconds": 60.0}, False),
+        # destroy rebuilds the provider from the state's copy (pulumi/pulumi#6285): a stale copy
+        # must be replaced, by an update that runs nothing (below).
+        ({"__provider": "another-serialization"}, True),
         ({"image": RELEASE_INPUTS["image"].replace("a" * 64, "b" * 64)}, True),
         ({"task_definition_arn": TASK_DEFINITION_ARN.replace(":7", ":8")}, True),
         ({"image": UNKNOWN}, True),  # a preview of a new build: the digest is not known yet
     ],
-    ids=["no-change", "network-timeout-provider-only", "new-image", "new-task-definition", "image-unknown"],
+    ids=[
+        "no-change",
+        "network-timeout",
+        "provider-only",
+        "new-image",
+        "new-task-definition",
+        "image-unknown",
+    ],
 )
 def test_diff_runs_migrations_again_only_for_a_new_image_or_task_definition(
     changed: dict[str, Any], runs_again: bool
@@ -463,6 +526,19 @@ def test_diff_runs_migrations_again_only_for_a_new_image_or_task_definition(
     result = MigrationProvider(clients=no_aws).diff("release-id", state, {**RELEASE_INPUTS, **changed})
 
     assert result.changes is runs_again, f"diff with {changed} must report changes={runs_again}"
+
+
+def test_an_update_for_the_stored_provider_only_runs_nothing() -> None:
+    """The engine sends the new inputs with the new `__provider`; the SDK stores that provider with
+    whatever `update` returns (pulumi/dynamic/__main__.py `Update`)."""
+    state = {**RELEASE_INPUTS, "task_arn": TASK_ARN, "exit_code": 0, "duration_seconds": 42.0}
+    news = {**RELEASE_INPUTS, "timeout_seconds": 60.0, "__provider": "another-serialization"}
+
+    updated = MigrationProvider(clients=no_aws).update("release-id", state, news)
+
+    assert updated.outs == {key: value for key, value in state.items() if key != "__provider"}, (
+        "the outputs of the release that ran stay; no migration ran (no AWS client was asked for)"
+    )
 
 
 def test_delete_touches_nothing() -> None:

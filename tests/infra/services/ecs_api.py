@@ -72,6 +72,7 @@ def create_service_params(service: RecordedResource) -> dict[str, Any]:
             "deploymentCircuitBreaker": inputs["deploymentCircuitBreaker"],
             "maximumPercent": int(inputs["deploymentMaximumPercent"]),
             "minimumHealthyPercent": int(inputs["deploymentMinimumHealthyPercent"]),
+            **deployment_strategy_params(inputs),
         },
         "enableExecuteCommand": inputs["enableExecuteCommand"],
         "enableECSManagedTags": inputs["enableEcsManagedTags"],
@@ -83,4 +84,29 @@ def create_service_params(service: RecordedResource) -> dict[str, Any]:
             {**target, "containerPort": int(target["containerPort"])} for target in inputs["loadBalancers"]
         ]
         params["healthCheckGracePeriodSeconds"] = int(inputs["healthCheckGracePeriodSeconds"])
+    return params
+
+
+def deployment_strategy_params(inputs: dict[str, Any]) -> dict[str, Any]:
+    """The provider's `deployment_configuration` and `alarms` as the API's DeploymentConfiguration
+    members: minutes are strings in the provider's schema and integers in the API, and the API keeps
+    the alarms inside the deployment configuration."""
+    params: dict[str, Any] = {}
+    strategy = inputs.get("deploymentConfiguration") or {}
+    if "strategy" in strategy:
+        params["strategy"] = strategy["strategy"]
+    if "bakeTimeInMinutes" in strategy:
+        params["bakeTimeInMinutes"] = int(strategy["bakeTimeInMinutes"])
+    if canary := strategy.get("canaryConfiguration"):
+        params["canaryConfiguration"] = {
+            "canaryPercent": float(canary["canaryPercent"]),
+            "canaryBakeTimeInMinutes": int(canary["canaryBakeTimeInMinutes"]),
+        }
+    if linear := strategy.get("linearConfiguration"):
+        params["linearConfiguration"] = {
+            "stepPercent": float(linear["stepPercent"]),
+            "stepBakeTimeInMinutes": int(linear["stepBakeTimeInMinutes"]),
+        }
+    if alarms := inputs.get("alarms"):
+        params["alarms"] = {key: alarms[key] for key in ("alarmNames", "enable", "rollback")}
     return params

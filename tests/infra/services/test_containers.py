@@ -5,27 +5,29 @@ from dataclasses import replace
 import pytest
 
 from infra import app_contract
-from infra.config.stack import StackConfig, validate
+from infra.release.release import migrate_container
+from infra.scheduler.scheduler import beat_container
 from infra.services import containers
-from infra.services.config import WorkerPool
 from infra.services.task_sizes import TaskSize
+from infra.stack import StackConfig, validate
+from infra.web.service import web_container
+from infra.workers.config import WorkerPoolConfig
+from infra.workers.pool import worker_container
 from testkit.program import bare_config
+from testkit.scaling_simulator import DEV_EXAMPLE
 from tests.infra.services.ecs_api import api_errors, shape_errors
 
 SECRET_ARNS = {
     name: f"arn:aws:secretsmanager:us-east-1:123456789012:secret:{name.lower()}-AbCdEf"
     for name in app_contract.SECRET_VARIABLES
 }
-POOL = WorkerPool(
+POOL = WorkerPoolConfig(
     name="email",
     queues=("email",),
-    concurrency=3,
     size=TaskSize(cpu=256, memory=512),
-    min_count=0,
-    max_count=2,
     spot=True,
-    target_latency_seconds=60,
-    task_seconds=1,
+    scaling=replace(DEV_EXAMPLE, concurrency=3),
+    stop_timeout_seconds=120,
 )
 LOG_GROUP = "/ecs/djcelery-test/role"
 
@@ -39,7 +41,7 @@ def config() -> StackConfig:
 def context(config: StackConfig) -> containers.ContainerContext:
     return containers.ContainerContext(
         image="123456789012.dkr.ecr.us-east-1.amazonaws.com/app@sha256:" + "a" * 64,
-        environment=containers.shared_environment(config, ["alb.example.com"], "us-east-1"),
+        environment=containers.shared_environment(config.app_settings, ["alb.example.com"], "us-east-1"),
         secret_arns=SECRET_ARNS,
         region="us-east-1",
     )
@@ -50,10 +52,10 @@ def definitions(config: StackConfig, context: containers.ContainerContext) -> di
     return {
         role: containers.container_definition(context, spec, LOG_GROUP)
         for role, spec in {
-            "web": containers.web_container(config),
-            "worker": containers.worker_container(POOL, 120),
-            "beat": containers.beat_container(),
-            "migrate": containers.migrate_container(),
+            "web": web_container(config.web),
+            "worker": worker_container(POOL),
+            "beat": beat_container(),
+            "migrate": migrate_container(),
         }.items()
     }
 
@@ -149,7 +151,7 @@ def test_worker_stops_within_the_fargate_limit_and_web_drains_before_sigkill(
 
 
 def test_https_turns_on_redirect_and_trusted_origins(config: StackConfig) -> None:
-    http_only = containers.shared_environment(config, ["alb.example.com"], "us-east-1")
+    http_only = containers.shared_environment(config.app_settings, ["alb.example.com"], "us-east-1")
     assert http_only[app_contract.DJANGO_SECURE_SSL_REDIRECT] == "false"
     assert app_contract.DJANGO_CSRF_TRUSTED_ORIGINS not in http_only
     https_config = replace(
@@ -160,7 +162,9 @@ def test_https_turns_on_redirect_and_trusted_origins(config: StackConfig) -> Non
             domain_name="app.example.com",
         ),
     )
-    https = containers.shared_environment(https_config, ["app.example.com", "alb.example.com"], "us-east-1")
+    https = containers.shared_environment(
+        https_config.app_settings, ["app.example.com", "alb.example.com"], "us-east-1"
+    )
     assert https[app_contract.DJANGO_SECURE_SSL_REDIRECT] == "true"
     assert https[app_contract.DJANGO_ALLOWED_HOSTS] == "app.example.com,alb.example.com"
     assert (
@@ -173,4 +177,4 @@ def test_a_secret_name_in_the_environment_is_refused(context: containers.Contain
     with pytest.raises(
         ValueError, match=r"secrets must not be plain environment variables: \['DATABASE_URL'\]"
     ):
-        containers.container_definition(leaky, containers.migrate_container(), LOG_GROUP)
+        containers.container_definition(leaky, migrate_container(), LOG_GROUP)

@@ -215,10 +215,15 @@ def test_no_policy_allows_every_action_and_roles_trust_only_ecs_tasks_of_the_acc
         for statement in json.loads(policy.inputs["policy"])["Statement"]:
             actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
             assert not any(action == "*" or action.endswith(":*") for action in actions), policy.name
+    # Every role is a task's, except the one RDS Enhanced Monitoring publishes with and ECS's own
+    # for moving web traffic (infra/web/traffic.py, its trust policy as the ECS guide gives it).
+    others = {"database-monitoring-role": "monitoring.rds", "web-traffic-ecs-role": "ecs"}
     for role in prod_run.of_type(ROLE):
         [trust] = json.loads(role.inputs["assumeRolePolicy"])["Statement"]
-        # Every role is a task's, except the one RDS Enhanced Monitoring publishes with.
-        service = "monitoring.rds" if role.name == "database-monitoring-role" else "ecs-tasks"
+        service = others.get(role.name, "ecs-tasks")
+        if service == "ecs":
+            assert trust["Principal"] == {"Service": "ecs.amazonaws.com"}
+            continue
         assert trust["Principal"] == {"Service": f"{service}.amazonaws.com"}
         assert trust["Condition"] == {"StringEquals": {"aws:SourceAccount": "123456789012"}}
 
@@ -228,7 +233,13 @@ def test_every_service_rolls_back_allows_exec_and_runs_the_latest_platform(run_n
     run: ProgramRun = request.getfixturevalue(run_name)
     for declared in run.of_type(SERVICE):
         inputs = declared.inputs
-        assert inputs["deploymentCircuitBreaker"] == {"enable": True, "rollback": True}, declared.name
+        # ECS documents the circuit breaker for rolling and blue/green deployments (developer
+        # guide, "Amazon ECS deployment failure detection"); alarms roll back the traffic shifts.
+        strategy = (inputs.get("deploymentConfiguration") or {}).get("strategy", "ROLLING")
+        if strategy in ("ROLLING", "BLUE_GREEN"):
+            assert inputs["deploymentCircuitBreaker"] == {"enable": True, "rollback": True}, declared.name
+        if strategy != "ROLLING":
+            assert inputs["alarms"]["enable"] and inputs["alarms"]["rollback"], declared.name
         assert inputs["enableExecuteCommand"] is True
         assert inputs["platformVersion"] == "LATEST"
         assert inputs["propagateTags"] == "SERVICE"
@@ -251,14 +262,13 @@ def test_web_service_serves_the_target_group_and_waits_until_healthy(prod_run: P
     web = service(prod_run, "web")
     assert web.inputs["desiredCount"] == 2, "the service starts with webMinCount tasks"
     assert web.options["ignoreChanges"] == ("desiredCount",), "web autoscaling owns the count"
-    target_group = prod_run.one("aws:lb/targetGroup:TargetGroup")
-    assert web.inputs["loadBalancers"] == [
-        {
-            "targetGroupArn": target_group.state["arn"],
-            "containerName": "web",
-            "containerPort": app_contract.CONTAINER_PORT,
-        }
-    ]
+    target_group = prod_run.one("aws:lb/targetGroup:TargetGroup", "web-lb-targets")
+    [balanced] = web.inputs["loadBalancers"]
+    assert {key: balanced[key] for key in ("targetGroupArn", "containerName", "containerPort")} == {
+        "targetGroupArn": target_group.state["arn"],
+        "containerName": "web",
+        "containerPort": app_contract.CONTAINER_PORT,
+    }
     assert web.inputs["waitForSteadyState"] is True
     for listener in prod_run.of_type("aws:lb/listener:Listener"):
         assert listener.urn in web.dependencies, "the target group must be attached to a listener first"

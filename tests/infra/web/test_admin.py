@@ -1,16 +1,18 @@
 """The admin is reachable only from the allowed networks: listener rules forward it for them and
-answer 404 to everyone else, however the path is spelled."""
+answer 404 to everyone else; the firewall (and the app, tests/app) close the encoded spellings."""
 
 import fnmatch
 import itertools
 import re
 from pathlib import Path
+from urllib.parse import unquote
 
 import pytest
 
 from infra import app_contract
-from infra.web.admin import ALLOW_PRIORITY, DENY_PRIORITY, admin_paths, hidden_paths, in_groups
+from infra.web.admin import ALLOW_PRIORITY, DENY_PRIORITY, admin_paths, in_groups
 from testkit.program import ProgramRun, run_program
+from tests.infra.services.ecs_api import container_definitions, shape_errors
 
 RULE = "aws:lb/listenerRule:ListenerRule"
 LISTENER = "aws:lb/listener:Listener"
@@ -25,7 +27,9 @@ def allowed_run() -> ProgramRun:
 
 
 def rules_of(run: ProgramRun) -> list[dict]:
-    return sorted((rule.inputs for rule in run.of_type(RULE)), key=lambda inputs: inputs["priority"])
+    """The admin's rules (a traffic-shifting web deployment adds its own: test_traffic.py)."""
+    admin = [rule.inputs for rule in run.of_type(RULE) if "-admin-" in rule.name]
+    return sorted(admin, key=lambda inputs: inputs["priority"])
 
 
 def alb_matches(pattern: str, path: str) -> bool:
@@ -64,7 +68,7 @@ def test_prod_closes_the_admin_to_everyone_on_the_serving_listener(prod_run: Pro
         for condition in rule["conditions"]
         for value in condition["pathPattern"]["values"]
     ]
-    assert patterns == list(hidden_paths())
+    assert patterns == list(admin_paths())
 
 
 def test_allowed_networks_reach_the_admin_and_everyone_else_gets_404(allowed_run: ProgramRun) -> None:
@@ -98,17 +102,59 @@ def spellings(path: str) -> set[str]:
     return {"".join(chosen) for chosen in itertools.product(*options)}
 
 
-def test_every_spelling_of_the_admin_path_is_hidden() -> None:
-    """The ALB matches the raw path; gunicorn decodes it before Django routes it."""
-    hidden = hidden_paths()
+def waf_admin_match(statement: dict, path: str) -> bool:
+    """The firewall's admin statement on a raw path: URL_DECODE then LOWERCASE (one decoding pass,
+    as gunicorn does), then STARTS_WITH (WAF developer guide, text transformations)."""
+    match = statement.get("andStatement", {}).get("statements", [statement])[0]["byteMatchStatement"]
+    decoded = path
+    for transformation in sorted(match["textTransformations"], key=lambda step: step["priority"]):
+        decoded = {"URL_DECODE": unquote, "LOWERCASE": str.lower}[transformation["type"]](decoded)
+    assert match["positionalConstraint"] == "STARTS_WITH" and match["fieldToMatch"] == {"uriPath": {}}
+    return decoded.startswith(match["searchString"])
+
+
+def test_every_spelling_of_the_admin_path_is_closed_by_the_listener_or_the_firewall(
+    prod_run: ProgramRun,
+) -> None:
+    """The ALB matches the raw path; gunicorn decodes it before Django routes it: what the listener
+    rules cannot see (an encoded character), the firewall's decoded match closes."""
+    [admin] = [
+        rule for rule in prod_run.one("aws:wafv2/webAcl:WebAcl").inputs["rules"] if rule["name"] == "admin"
+    ]
+    listener = admin_paths()
     for spelling in spellings(app_contract.ADMIN_PATH):
         for path in (spelling, f"{spelling}login/"):
-            assert any(alb_matches(pattern, path) for pattern in hidden), f"{path} reaches the admin"
-    assert any(alb_matches(pattern, "/admin") for pattern in hidden)
-    for public in ("/", "/api/signups", "/healthz", "/readyz", "/static/app.css", "/administrator-guide"):
-        assert not any(alb_matches(pattern, public) for pattern in hidden), public
+            closed = any(alb_matches(pattern, path) for pattern in listener) or waf_admin_match(
+                admin["statement"], path
+            )
+            assert closed, f"{path} reaches the admin"
+    for public in ("/", "/api/signups", "/healthz", "/readyz", "/static/app.css", "/%2Fadmin/"):
+        assert not any(alb_matches(pattern, public) for pattern in listener), public
+        assert not waf_admin_match(admin["statement"], public), public
 
 
 def test_networks_are_grouped_by_three() -> None:
     assert in_groups(["a", "b", "c", "d", "e", "f", "g"]) == [("a", "b", "c"), ("d", "e", "f"), ("g",)]
     assert in_groups([]) == []
+
+
+def web_environment(run: ProgramRun) -> dict[str, str]:
+    """The web container's `environment`: ECS's ContainerDefinition.environment is a list of
+    KeyValuePair {name, value} (botocore's ECS model; the shape is checked here, not assumed)."""
+    [web] = container_definitions(run.one("aws:ecs/taskDefinition:TaskDefinition", "web-"))
+    assert shape_errors("EnvironmentVariables", web["environment"]) == ""
+    return {variable["name"]: variable["value"] for variable in web["environment"]}
+
+
+@pytest.mark.parametrize(
+    ("config", "expected"),
+    [
+        ({"adminAllowedCidrs": NETWORKS}, ",".join(NETWORKS)),
+        ({"adminAllowedCidrs": []}, ""),  # closed to everyone
+        ({}, "0.0.0.0/0,::/0"),  # Pulumi.yaml's default: open
+    ],
+)
+def test_the_app_gets_the_admin_networks_to_check_after_decoding(config: dict, expected: str) -> None:
+    """docs/infra.md's third fence: the app checks ADMIN_ALLOWED_CIDRS (core.admin_fence)."""
+    run = run_program("dev", config)
+    assert web_environment(run)[app_contract.ADMIN_ALLOWED_CIDRS] == expected

@@ -95,10 +95,16 @@ def test_access_logs_go_to_a_private_encrypted_expiring_bucket(
         "access-logs",
     ).inputs["rules"]
     assert encryption["applyServerSideEncryptionByDefault"] == {"sseAlgorithm": "AES256"}
-    [lifecycle] = run.one(
-        "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration", "access-logs"
-    ).inputs["rules"]
+    rules = {
+        rule["id"]: rule
+        for rule in run.one(
+            "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration", "access-logs"
+        ).inputs["rules"]
+    }
+    lifecycle = rules["expire-access-logs"]
     assert (lifecycle["status"], lifecycle["expiration"]["days"]) == ("Enabled", retention)
+    # Parts of unfinished multipart uploads are billed and never show as objects (S3 user guide).
+    assert rules["abort-incomplete-uploads"]["abortIncompleteMultipartUpload"] == {"daysAfterInitiation": 7}
     policy = run.one("aws:s3/bucketPolicy:BucketPolicy", "access-logs")
     writers = [
         statement["Principal"]
@@ -126,11 +132,23 @@ def test_a_leaving_task_drains_before_ecs_stops_it(prod_run: ProgramRun) -> None
         for variable in web["environment"]
         if variable["name"].startswith("GUNICORN_")
     }
-    delay = prod_run.one(TARGET_GROUP).inputs["deregistrationDelay"]
-    assert delay == gunicorn[app_contract.GUNICORN_TIMEOUT]
+    for target_group in prod_run.of_type(TARGET_GROUP):  # both of a traffic-shifting deployment
+        assert target_group.inputs["deregistrationDelay"] == gunicorn[app_contract.GUNICORN_TIMEOUT]
     assert gunicorn[app_contract.GUNICORN_GRACEFUL_TIMEOUT] < web["stopTimeout"]
 
 
 def test_deregistration_delay_follows_the_request_timeout() -> None:
     run = run_program("pr-9", {"ephemeral": True, "gunicornTimeoutSeconds": 45, "albIdleTimeoutSeconds": 90})
     assert run.one(TARGET_GROUP).inputs["deregistrationDelay"] == 45
+
+
+def test_gunicorn_trusts_forwarded_headers_only_from_the_load_balancers_subnets(dev_run: ProgramRun) -> None:
+    """The load balancer's nodes take their private addresses in the subnets it is given (ALB user
+    guide, "Subnets for your load balancer": one node per enabled Availability Zone, in that zone's
+    subnet); those are the only peers whose X-Forwarded-Proto gunicorn may believe."""
+    subnet_ids = set(dev_run.one(LOAD_BALANCER).inputs["subnets"])
+    subnets = dev_run.of_type("aws:ec2/subnet:Subnet")
+    cidrs = {subnet.inputs["cidrBlock"] for subnet in subnets if subnet.id in subnet_ids}
+    [web] = container_definitions(dev_run.one("aws:ecs/taskDefinition:TaskDefinition", "web-"))
+    environment = {variable["name"]: variable["value"] for variable in web["environment"]}
+    assert set(environment[app_contract.FORWARDED_ALLOW_IPS].split(",")) == cidrs

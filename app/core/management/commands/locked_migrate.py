@@ -32,16 +32,27 @@ class Command(BaseCommand):
             help="Do not prompt the user for input of any kind.",
         )
         parser.add_argument(
+            "--statement-timeout",
+            default="0",
+            help="PostgreSQL statement_timeout for the migration statements (default: 0, none).",
+        )
+        parser.add_argument(
             "--lock-timeout",
             default="10s",
             help="PostgreSQL lock_timeout for the migration statements (default: 10s).",
         )
 
-    def handle(self, *args: object, interactive: bool, lock_timeout: str, **options: object) -> None:
+    def handle(
+        self, *args: object, interactive: bool, lock_timeout: str, statement_timeout: str, **options: object
+    ) -> None:
         verbosity = int(options["verbosity"])  # type: ignore[call-overload]
         with connection.cursor() as cursor:
+            # None of the app's bounds (settings.DATABASE_LOCK_TIMEOUT_MS and
+            # DATABASE_STATEMENT_TIMEOUT_MS): waiting for another migrate run is expected, and
+            # building an index or copying a column may take longer than a request may.
+            cursor.execute("SELECT set_config('lock_timeout', '0', false)")
+            cursor.execute("SELECT set_config('statement_timeout', %s, false)", [statement_timeout])
             logger.info("waiting for the migration lock")
-            # Taken before lock_timeout is set: waiting for another migrate run is expected.
             cursor.execute("SELECT pg_advisory_lock(%s)", [MIGRATION_LOCK_ID])
             try:
                 cursor.execute("SELECT set_config('lock_timeout', %s, false)", [lock_timeout])

@@ -1,14 +1,21 @@
 """`release_state`: what this image would release, as one JSON line for the release checks.
 
-    python manage.py release_state [--applied] [--live] [--lint APP.MIGRATION ...]
+    python manage.py release_state [--applied] [--live] [--migrate-if-empty] [--lint APP.MIGRATION ...]
 
-Always: the Celery tasks the image registers and the queue each one routes to, the Beat schedule,
+Always: the Celery tasks the image registers and the queue each one routes to, the Beat schedule
+(each entry's task, queue, schedule, period in seconds and policy),
 the migrations on disk and those marked as the contract step of an expand/contract change (a
 `contract = True` attribute on the Migration class, or django-migration-linter's IgnoreMigration).
 --applied adds the migrations the database has applied; --live the messages the broker holds
 (waiting, unacknowledged or delayed, and dynamic Beat entries) counted by task name; --lint
 django-migration-linter's findings for the named migrations. The release phase, the pull request
 check and rollback (infra/release/compatibility.py) decide from this line.
+
+--migrate-if-empty (with --applied): after the report, a database with no migration applied (a
+new stack's, a new preview's) is migrated in the same process (locked_migrate), and the exit code
+says whether that worked. Such a database has no running version to protect, so the gate has
+nothing to check first, and the release needs one task instead of two. Any other database is
+left alone: its migrations wait for the gate.
 """
 
 import json
@@ -18,10 +25,14 @@ from pathlib import Path
 from typing import Any
 
 from celery import current_app
-from django.core.management.base import BaseCommand, CommandParser
+from celery.schedules import maybe_schedule
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connection
 from django.db.migrations.loader import MigrationLoader
 from django.db.migrations.recorder import MigrationRecorder
+
+from core import schedules
 
 # Each output line starts with this, then `<part>/<parts> `: the JSON text is cut into parts so no
 # line exceeds what a log driver keeps whole (Docker splits lines at 16 KiB).
@@ -41,10 +52,23 @@ class Command(BaseCommand):
         parser.add_argument("--applied", action="store_true", help="add the applied migrations (database)")
         parser.add_argument("--live", action="store_true", help="add the messages the broker holds")
         parser.add_argument("--lint", nargs="*", default=None, metavar="APP.MIGRATION")
+        parser.add_argument(
+            "--migrate-if-empty",
+            action="store_true",
+            help="after the report, migrate a database that has no migration applied (needs --applied)",
+        )
 
     def handle(
-        self, *args: object, applied: bool, live: bool, lint: list[str] | None, **options: object
+        self,
+        *args: object,
+        applied: bool,
+        live: bool,
+        lint: list[str] | None,
+        migrate_if_empty: bool,
+        **options: object,
     ) -> None:
+        if migrate_if_empty and not applied:
+            raise CommandError("--migrate-if-empty needs --applied: the report says whether it was empty")
         app = current_app._get_current_object()
         app.loader.import_default_modules()
         state: dict[str, Any] = {**celery_state(app), **migration_state(), "retired": retired_tasks()}
@@ -56,6 +80,8 @@ class Command(BaseCommand):
             state["lint"] = lint_migrations(lint)
         for line in output_lines(state):
             self.stdout.write(line)
+        if migrate_if_empty and not state["applied"]:
+            call_command("locked_migrate", interactive=False)
 
 
 def output_lines(state: dict[str, Any]) -> list[str]:
@@ -70,10 +96,22 @@ def celery_state(app: Any) -> dict[str, Any]:
         entry: {
             "task": spec["task"],
             "queue": (spec.get("options") or {}).get("queue") or route(app, spec["task"]),
+            **schedule_state(spec),
         }
         for entry, spec in (app.conf.beat_schedule or {}).items()
     }
     return {"tasks": tasks, "routes": {task: route(app, task) for task in tasks}, "beat": beat}
+
+
+def schedule_state(spec: dict[str, Any]) -> dict[str, Any]:
+    """What the per-entry alarms and the schedule diff need: the schedule as people read it, its
+    period (the shortest time between two runs; null when runs cannot be counted) and its policy."""
+    schedule = maybe_schedule(spec["schedule"])
+    return {
+        "schedule": schedules.describe(schedule),
+        "period_seconds": schedules.period_seconds(schedule),
+        "policy": schedules.EntryPolicy.of(spec.get("options")).record(),
+    }
 
 
 def retired_tasks() -> list[str]:
@@ -113,13 +151,16 @@ def applied_migrations() -> set[tuple[str, str]]:
 def broker_state(app: Any) -> dict[str, Any]:
     with app.connection_for_read() as broker:
         client = broker.default_channel.client
+        # kombu prefixes the commands it sends itself, not SCAN, LRANGE or HSCAN: only this stack's
+        # keys are read (a preview shares its Redis with the others).
+        prefix = (app.conf.broker_transport_options or {}).get("global_keyprefix", "")
         queues: dict[str, Counter[str]] = {}
-        for key in client.scan_iter(_type="list"):
-            queue = key.decode().split(PRIORITY_SEPARATOR)[0]
+        for key in client.scan_iter(match=f"{prefix}*", _type="list"):
+            queue = key.decode().removeprefix(prefix).split(PRIORITY_SEPARATOR)[0]
             counts = queues.setdefault(queue, Counter())
             counts.update(message_task(raw) for raw in client.lrange(key, 0, SAMPLE_PER_QUEUE - 1))
         unacked: Counter[str] = Counter()
-        for _tag, raw in client.hscan_iter(UNACKED_KEY):
+        for _tag, raw in client.hscan_iter(prefix + UNACKED_KEY):
             unacked[message_task(json.loads(raw)[0])] += 1
     return {
         "queues": {queue: dict(counts) for queue, counts in queues.items()},

@@ -119,7 +119,12 @@ class Command(BaseCommand):
             ),
             cloudwatch=boto3.client("cloudwatch", region_name=settings.region, config=_AWS_CONFIG),
             ecs=boto3.client("ecs", region_name=settings.region, config=_AWS_CONFIG),
-            target=PublishTarget(settings.namespace, settings.cluster, tuple(settings.pools)),
+            target=PublishTarget(
+                settings.namespace,
+                settings.cluster,
+                tuple(settings.pools),
+                entries=tuple(django_settings.CELERY_BEAT_SCHEDULE),
+            ),
             layout=BrokerLayout.from_transport_options(celery_app.conf.broker_transport_options or {}),
             gauge_readers=[import_string(path) for path in django_settings.QUEUE_METRICS_APP_READERS],
         )

@@ -1,1 +1,0 @@
-"""Worker autoscaling on Celery queue length: the policies, their math, and a simulator of them."""

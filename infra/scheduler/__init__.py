@@ -1,0 +1,1 @@
+"""Celery Beat (exactly one) and the queue-metrics publisher beside it."""
