@@ -145,6 +145,12 @@ class ThrowawayRedis:
     def connected_clients(self) -> int:
         return int(self.client().info("clients")["connected_clients"])
 
+    def describe(self) -> str:
+        """The connected clients (address, age, idle seconds, last command), for failures."""
+        clients = self.client().client_list()
+        lines = (f"{c['addr']} age={c['age']} idle={c['idle']} cmd={c['cmd']}" for c in clients)
+        return f"redis-server, {len(clients)} clients:\n" + "\n".join(lines)
+
     def stop(self) -> None:
         if self.process is not None:
             self.process.popen.send_signal(signal.SIGCONT)  # a paused server cannot exit

@@ -19,8 +19,8 @@ from tests.e2e.test_beat_faults import INTERVAL, distinct_slots, slot_result
 
 # Each refusal; the lock of the Beat that holds it cannot be extended meanwhile.
 REFUSAL_SECONDS = 6
-# Connections each process may open while Redis refuses writes, on top of what it had before (the
-# issue saw 10 grow to 185 in 15 s).
+# Connections the processes may hold, while Redis refuses writes and after, on top of what they had
+# before (a reconnect that leaked saw 10 grow to 185 in 15 s).
 CONNECTION_ALLOWANCE = 12
 # A lost message is published again by the sweep a hard time limit plus the requeue delay after it
 # was enqueued (signups.tasks.lost_message_cutoff).
@@ -51,7 +51,7 @@ class ConnectionSampler:
 
 def test_redis_refusing_writes(scenario: Scenario) -> None:
     """READONLY, then OOM. Two Beats: neither exits, no slot fires twice, both keep the schedule
-    afterwards. The worker survives, its connections stay bounded and go back to their number.
+    afterwards. The worker survives and its connections stay bounded, during the refusals and after.
 
     One message is lost as a worker loses one it popped and could not record in `unacked` (Redis
     refused the write, or the worker died between the two): it is in no list. The sweep finds its
@@ -85,11 +85,14 @@ def test_redis_refusing_writes(scenario: Scenario) -> None:
     assert peak <= before + CONNECTION_ALLOWANCE, (
         f"Redis saw {peak} clients while refusing writes, {before} before"
     )
+    # Reconnecting must not leak: the processes settle within the same allowance. Not exactly at their
+    # number: the second Beat may hold the lock now, and a worker child that ran the sweep since keeps
+    # the connections its pools opened for it.
     wait_until(
-        lambda: stack.redis.connected_clients() <= before + 2,
+        lambda: stack.redis.connected_clients() <= before + CONNECTION_ALLOWANCE,
         30,
-        "connections did not return to their number before the refusals",
-        scenario.processes,
+        f"connections did not settle within {CONNECTION_ALLOWANCE} of the {before} before the refusals",
+        [*scenario.processes, stack.redis],
     )
     beat = slot_result(scenario, INTERVAL + 2 * REFUSAL_SECONDS + 5, excused_gaps=1)
     assert beat.duplicated == 0, f"two Beats fired: {beat.problems()}"
