@@ -12,10 +12,8 @@ from .shared import (
     Props,
     Rule,
     as_list,
-    group_named,
     is_present,
-    of_type,
-    parameters_of,
+    parameter_required,
     resource_rule,
     stack_rule,
 )
@@ -60,19 +58,10 @@ def _failover(redis: Props) -> Iterator[str]:
 
 def _noeviction(resources: Sequence[PolicyResource]) -> Iterator[tuple[str, str]]:
     # An evicting broker silently drops queued tasks; the default parameter groups evict.
-    groups = of_type(resources, CACHE_PARAMETER_GROUP)
-    for redis in of_type(resources, REPLICATION_GROUP):
-        group = group_named(groups, redis.props.get("parameterGroupName"))
-        if group is None:
-            yield (
-                redis.urn,
-                (
-                    "parameterGroupName must name a parameter group of this stack that sets "
-                    "maxmemory-policy=noeviction"
-                ),
-            )
-        elif parameters_of(group).get("maxmemory-policy") != "noeviction":
-            yield group.urn, "parameter maxmemory-policy must be noeviction"
+    yield from parameter_required(
+        resources, REPLICATION_GROUP, CACHE_PARAMETER_GROUP, "maxmemory-policy", "noeviction",
+        "an evicted key is a lost task",
+    )
 
 
 RULES: tuple[Rule, ...] = (

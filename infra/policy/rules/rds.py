@@ -11,10 +11,8 @@ from .shared import (
     RDS_PARAMETER_GROUP,
     Props,
     Rule,
-    group_named,
     is_present,
-    of_type,
-    parameters_of,
+    parameter_required,
     resource_rule,
     stack_rule,
 )
@@ -61,16 +59,9 @@ def _multi_az(db: Props) -> Iterator[str]:
 
 
 def _force_ssl(resources: Sequence[PolicyResource]) -> Iterator[tuple[str, str]]:
-    groups = of_type(resources, RDS_PARAMETER_GROUP)
-    for db in of_type(resources, RDS_INSTANCE):
-        group = group_named(groups, db.props.get("parameterGroupName"))
-        if group is None:
-            yield (
-                db.urn,
-                "parameterGroupName must name a parameter group of this stack that sets rds.force_ssl=1",
-            )
-        elif parameters_of(group).get("rds.force_ssl") != "1":
-            yield group.urn, "parameter rds.force_ssl must be 1 (TLS for every connection)"
+    yield from parameter_required(
+        resources, RDS_INSTANCE, RDS_PARAMETER_GROUP, "rds.force_ssl", "1", "TLS for every connection"
+    )
 
 
 def _performance_insights(db: Props) -> Iterator[str]:

@@ -9,7 +9,7 @@ resource types are in one table because several rules read types of more than on
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -137,6 +137,24 @@ def parameters_of(group: PolicyResource) -> dict[str, str]:
 
 def group_named(groups: Sequence[PolicyResource], name: Any) -> PolicyResource | None:
     return next((group for group in groups if name is not None and group.props.get("name") == name), None)
+
+
+def parameter_required(
+    resources: Sequence[PolicyResource], server_type: str, group_type: str, parameter: str, value: str,
+    why: str,
+) -> Iterator[tuple[str, str]]:
+    """Each server of `server_type` names a parameter group of this stack that sets `parameter` to
+    `value` (the default groups cannot be changed, so the setting needs a group of the stack's own)."""
+    groups = of_type(resources, group_type)
+    for server in of_type(resources, server_type):
+        group = group_named(groups, server.props.get("parameterGroupName"))
+        if group is None:
+            yield (
+                server.urn,
+                f"parameterGroupName must name a parameter group of this stack that sets {parameter}={value}",
+            )
+        elif parameters_of(group).get(parameter) != value:
+            yield group.urn, f"parameter {parameter} must be {value} ({why})"
 
 
 def statements(policy: Any) -> list[Any]:
