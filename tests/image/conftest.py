@@ -23,7 +23,7 @@ from moto.server import ThreadedMotoServer
 from psycopg import sql
 
 from dockerkit.app_image import build_app_image
-from dockerkit.debian_base import make_debian_base
+from dockerkit.debian_base import default_cache_directory, make_debian_base
 from dockerkit.engine import EngineError, PrivateEngine, private_engine
 from dockerkit.prerequisites import missing_prerequisites
 from infra import app_contract
@@ -65,7 +65,7 @@ def engine() -> Iterator[PrivateEngine]:
 
 @pytest.fixture(scope="session")
 def base_image(engine: PrivateEngine) -> str:
-    return make_debian_base(engine)
+    return make_debian_base(engine, default_cache_directory())
 
 
 @pytest.fixture(scope="session")
