@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,7 @@ from infra.release.runner import (
     ReleaseError,
     run_migration,
 )
+from testkit.clock import FakeClock
 
 REGION = "eu-west-1"
 CLUSTER = "djcelery-dev"
@@ -67,21 +68,6 @@ MIGRATION_TASK = MigrationTask(
     log_group_name=LOG_GROUP,
     timeout_seconds=900,
 )
-
-
-@dataclass
-class FakeClock:
-    """A monotonic clock that only moves when the code under test sleeps."""
-
-    now: float = 1000.0
-    sleeps: list[float] = field(default_factory=list)
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
 
 
 class ScriptedEcs:

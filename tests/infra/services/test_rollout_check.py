@@ -10,6 +10,7 @@ from botocore.stub import Stubber
 
 from infra.dynamic_providers import AwsClients
 from infra.services.rollout import RolloutCheckProvider, RolloutError, RolloutTarget, check_rollout
+from testkit.clock import FakeClock
 from testkit.program import ProgramRun
 
 CLUSTER = "arn:aws:ecs:us-east-1:123456789012:cluster/djcelery-dev"
@@ -18,17 +19,6 @@ NEW = "arn:aws:ecs:us-east-1:123456789012:task-definition/djcelery-dev-web:8"
 OLD = "arn:aws:ecs:us-east-1:123456789012:task-definition/djcelery-dev-web:7"
 TARGET = RolloutTarget(CLUSTER, SERVICE, NEW, timeout_seconds=60)
 ROLLBACK_EVENT = "(service djcelery-dev-web) deployment ecs-svc/2 deployment failed: tasks failed to start."
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += seconds
 
 
 def describe(
@@ -75,7 +65,7 @@ def test_a_completed_rollout_of_the_new_revision_passes() -> None:
 
 
 def test_a_rollout_in_progress_is_waited_for() -> None:
-    clock = FakeClock()
+    clock = FakeClock(now=0.0)
     ecs, stubber = scripted(
         describe(deployment(NEW, rollout="IN_PROGRESS"), deployment(OLD, status="ACTIVE")),
         describe(deployment(NEW)),
@@ -109,7 +99,7 @@ def test_a_failed_rollout_of_the_new_revision_fails_the_update() -> None:
 
 
 def test_a_rollout_stuck_past_the_deadline_fails_the_update() -> None:
-    clock = FakeClock()
+    clock = FakeClock(now=0.0)
     stuck = describe(deployment(NEW, rollout="IN_PROGRESS"))
     ecs, _ = scripted(*[stuck] * 7)
     with pytest.raises(RolloutError, match="still IN_PROGRESS after 60 s"):

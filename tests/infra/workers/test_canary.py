@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,6 +29,7 @@ from infra.workers.canary import (
 from infra.workers.canary_provider import CanaryClients, WorkerCanaryProvider
 from queuemetrics import schema
 from queuemetrics.outcomes import FAILURE, RETRY, SUCCESS, TaskOutcome
+from testkit.clock import FakeClock
 from testkit.program import ProgramRun
 
 REGION = "eu-west-1"
@@ -96,19 +97,6 @@ def test_the_window_stops_early_only_after_enough_failures() -> None:
 
 
 # --- The provider, against ECS, CloudWatch Logs and CloudWatch -----------------------------------
-
-
-@dataclass
-class FakeClock:
-    now: float = 1000.0
-    sleeps: list[float] = field(default_factory=list)
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
 
 
 @dataclass
